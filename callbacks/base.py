@@ -1,0 +1,77 @@
+"""The base class of every callback: one no-op method per event.
+
+Override only the hooks you need; the tracker never calls a hook a callback
+does not override. Hooks get the run's state and, for batch hooks, the
+batch's record — never a trainer object::
+
+    class PrintLoss(Callback):
+        def on_train_batch_end(self, state, batch):
+            if state.step % 100 == 99:
+                state.writer.scalar("debug/loss", batch.loss, state.step)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trackers.state import BatchRecord, RunState
+
+EVENTS = (
+    "on_train_start",
+    "on_train_epoch_start",
+    "on_train_batch_start",
+    "on_train_batch_end",
+    "on_validation_start",
+    "on_validation_batch_start",
+    "on_validation_batch_end",
+    "on_validation_end",
+    "on_train_epoch_end",
+    "on_train_end",
+    "on_exception",
+)
+
+
+class Callback:
+    """Subclass and override the hooks you need."""
+
+    @property
+    def name(self) -> str:
+        """How messages name this callback."""
+        return type(self).__name__
+
+    def on_train_start(self, state: RunState) -> None:
+        """Called when the run starts."""
+
+    def on_train_epoch_start(self, state: RunState) -> None:
+        """Called when a training epoch starts."""
+
+    def on_train_batch_start(self, state: RunState, batch: BatchRecord) -> None:
+        """Called before a training step runs; ``batch`` has inputs and targets."""
+
+    def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
+        """Called when a training step ends; ``batch`` also has outputs and loss."""
+
+    def on_validation_start(self, state: RunState) -> None:
+        """Called when a validation pass starts."""
+
+    def on_validation_batch_start(self, state: RunState, batch: BatchRecord) -> None:
+        """Called before a validation step runs."""
+
+    def on_validation_batch_end(self, state: RunState, batch: BatchRecord) -> None:
+        """Called when a validation step ends."""
+
+    def on_validation_end(self, state: RunState) -> None:
+        """Called when a validation pass ends."""
+
+    def on_train_epoch_end(self, state: RunState) -> None:
+        """Called when a training epoch ends."""
+
+    def on_train_end(self, state: RunState) -> None:
+        """Called once when the run ends (normally or by an exception)."""
+
+    def on_exception(self, state: RunState, exception: BaseException) -> None:
+        """Called when the training loop raised; ``on_train_end`` follows."""
+
+    def __repr__(self) -> str:
+        return f"{self.name}()"

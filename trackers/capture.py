@@ -1,0 +1,62 @@
+"""Forward hooks that fill in what the loop does not hand over: the outputs and the first input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.hooks import RemovableHandle
+
+
+def detach_tree(value: Any) -> Any:
+    """``value`` with every tensor in it detached (views, not copies)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple
+        return type(value)(*(detach_tree(v) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(detach_tree(v) for v in value)
+    if isinstance(value, dict):
+        return {k: detach_tree(v) for k, v in value.items()}
+    return value
+
+
+class ForwardCapture:
+    """Keeps the model's latest outputs (detached, not copied) and its first call's inputs.
+
+    >>> capture = ForwardCapture(torch.nn.Linear(3, 2))
+    >>> _ = capture.model(torch.ones(4, 3))
+    >>> capture.outputs.shape, capture.outputs.requires_grad
+    (torch.Size([4, 2]), False)
+    >>> capture.remove()
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(
+                f"Tracker(model=...) takes a torch.nn.Module, got {type(model).__name__}; "
+                "pass your network (or model=None to track without forward hooks)"
+            )
+        self.model = model
+        self.outputs: Any = None
+        self.calls = 0
+        self.first_args: tuple[Any, ...] | None = None
+        self.first_kwargs: dict[str, Any] | None = None
+        self._handles: list[RemovableHandle] = [
+            model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
+            model.register_forward_hook(self._after_forward),
+        ]
+
+    def _before_forward(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self.first_args is None:
+            self.first_args = detach_tree(args)
+            self.first_kwargs = detach_tree(kwargs)
+
+    def _after_forward(self, module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        self.outputs = output.detach() if isinstance(output, torch.Tensor) else detach_tree(output)
+        self.calls += 1
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()

@@ -1,0 +1,61 @@
+"""Calls each event's hook on the callbacks that override it, and survives their failures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from callbacks.base import EVENTS, Callback
+from trackers.report import CallbackError, OnceReporter
+from trackers.state import RunState
+
+
+def overrides(callback: Callback, event: str) -> bool:
+    """Whether ``callback`` implements ``event`` itself rather than inheriting the no-op."""
+    return getattr(type(callback), event, None) is not getattr(Callback, event)
+
+
+class CallbackList:
+    """The callbacks of a run, with the per-event list of those that implement it.
+
+    A callback that raises is reported once per (callback, event) and the
+    run goes on; with ``strict=True`` a :class:`CallbackError` naming the
+    callback and the event is raised instead.
+    """
+
+    def __init__(self, callbacks: Iterable[Callback], *, strict: bool = False) -> None:
+        self.callbacks: list[Callback] = []
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(
+                    f"callbacks must be callbacks.Callback instances; got {callback!r} "
+                    f"({type(callback).__name__}). Subclass callbacks.Callback and override its on_* hooks"
+                )
+            self.callbacks.append(callback)
+        self.strict = strict
+        self.failures: dict[tuple[str, str], int] = {}
+        self._reporter = OnceReporter()
+        self._by_event: dict[str, Sequence[Callback]] = {
+            event: tuple(cb for cb in self.callbacks if overrides(cb, event)) for event in EVENTS
+        }
+
+    def wants(self, event: str) -> bool:
+        return bool(self._by_event[event])
+
+    def call(self, event: str, state: RunState, *args: Any) -> None:
+        for callback in self._by_event[event]:
+            try:
+                getattr(callback, event)(state, *args)
+            except Exception as error:
+                self._failed(callback, event, state, error)
+
+    def _failed(self, callback: Callback, event: str, state: RunState, error: Exception) -> None:
+        wrapped = CallbackError(callback.name, event, state.step, error)
+        if self.strict:
+            raise wrapped from error
+        key = (callback.name, event)
+        self.failures[key] = self.failures.get(key, 0) + 1
+        self._reporter.warn(
+            key, f"{wrapped}. The run goes on; later failures of this hook are counted (strict=True raises)",
+            stacklevel=4,
+        )

@@ -1,0 +1,54 @@
+"""How looptrack tells the user that something went wrong without stopping training.
+
+Every problem is reported through :func:`warn_once` as a :class:`LooptrackWarning`
+(a ``UserWarning``), at most once per key, so a failure that repeats every step
+prints one line, not ten thousand. In strict mode the same problems raise.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Hashable
+
+
+class LooptrackWarning(UserWarning):
+    """A logging problem that looptrack reported and survived."""
+
+
+class LoggingError(RuntimeError):
+    """A logging problem raised because the tracker or writer is in strict mode."""
+
+
+class CallbackError(LoggingError):
+    """A callback raised inside a hook; names the callback and the event."""
+
+    def __init__(self, callback_name: str, event: str, step: int, error: BaseException) -> None:
+        self.callback_name = callback_name
+        self.event = event
+        self.step = step
+        super().__init__(
+            f"{callback_name}.{event} failed at step {step}: {type(error).__name__}: {error}"
+        )
+
+
+class OnceReporter:
+    """Remembers which problems were already reported; thread-safe."""
+
+    def __init__(self) -> None:
+        self._seen: set[Hashable] = set()
+        self._lock = threading.Lock()
+
+    def first_time(self, key: Hashable) -> bool:
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+            return True
+
+    def warn(self, key: Hashable, message: str, *, stacklevel: int = 3) -> bool:
+        """Warn with ``message`` unless ``key`` was already reported; returns whether it warned."""
+        if not self.first_time(key):
+            return False
+        warnings.warn(f"looptrack: {message}", LooptrackWarning, stacklevel=stacklevel)
+        return True

@@ -1,0 +1,268 @@
+"""The Tracker: one training run, its callbacks, its writer and the model's forward hooks."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import torch
+
+from callbacks.base import Callback
+from trackers import lifecycle
+from trackers.capture import ForwardCapture, detach_tree
+from trackers.dispatch import CallbackList
+from trackers.report import OnceReporter
+from trackers.state import BatchRecord, RunState
+from trackers.steps import split_arguments, split_result
+from trackers.writers.base import Writer
+from trackers.writers.registry import resolve_writer
+
+StepFn = TypeVar("StepFn", bound=Callable[..., Any])
+
+
+def default_callbacks() -> list[Callback]:
+    """What ``Tracker(model)`` logs when no callbacks are given: the loss every 50 steps."""
+    from callbacks.loss import LossLogger
+
+    return [LossLogger()]
+
+
+class Tracker:
+    """Watches one training run and logs it through callbacks.
+
+    The plain-loop way in, the tutorial's loop changed as little as possible::
+
+        with Tracker(net, callbacks=[LossLogger(every_n_steps=1000)],
+                     writer="runs/fashion_mnist_experiment_1") as tracker:
+            @tracker.train_step
+            def train_step(inputs, labels):
+                optimizer.zero_grad()
+                loss = criterion(net(inputs), labels)
+                loss.backward()
+                optimizer.step()
+                return loss
+            for epoch in tracker.epochs(2):
+                for inputs, labels in trainloader:
+                    train_step(inputs, labels)
+
+    ``callbacks=None`` gets :func:`default_callbacks`; ``writer`` is a log
+    dir, a backend name (``"tensorboard"``, ``"memory"``) or a
+    :class:`~trackers.writers.Writer`; ``None`` means TensorBoard in
+    ``runs/<datetime>_<host>``. With ``strict=True`` a failing callback or
+    writer raises instead of being reported and skipped.
+
+    Leaving the ``with`` block (or :meth:`close`) ends the run: the
+    end-of-run callbacks run, everything is flushed and the writer closed.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module | None = None,
+        callbacks: Iterable[Callback] | None = None,
+        writer: Writer | str | os.PathLike[str] | None = None,
+        *,
+        strict: bool = False,
+    ) -> None:
+        self.callbacks = CallbackList(default_callbacks() if callbacks is None else callbacks, strict=strict)
+        self._capture = ForwardCapture(model) if model is not None else None
+        self.writer = resolve_writer(writer)
+        if strict:
+            self.writer.strict = True
+        self.strict = strict
+        self.state = RunState(model=model, writer=self.writer, strict=strict)
+        self._reporter = OnceReporter()
+        self._started = False
+        self._closed = False
+        self._exception_seen = False
+        self._validation: str | None = None  # None, "explicit" or "implicit"
+        lifecycle.register_tracker(self)
+
+    # ------------------------------------------------------------ properties
+    @property
+    def model(self) -> torch.nn.Module | None:
+        return self.state.model
+
+    @property
+    def log_dir(self) -> str | None:
+        """The run's directory, for writers that have one."""
+        return getattr(self.writer, "log_dir", None)
+
+    @property
+    def step(self) -> int:
+        """0-based index of the current or last training step (-1 before the first)."""
+        return self.state.step
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def first_inputs(self) -> tuple[Any, ...] | None:
+        """The positional arguments of the model's first forward call (detached), if a model is tracked."""
+        return self._capture.first_args if self._capture is not None else None
+
+    # -------------------------------------------------------------- run life
+    def start(self) -> Tracker:
+        """Start the run (``on_train_start``); the first step or ``with`` does it for you."""
+        if not self._started and not self._closed:
+            self._started = True
+            self.callbacks.call("on_train_start", self.state)
+        return self
+
+    def __enter__(self) -> Tracker:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is not None:
+            self.fail(exc)
+        self.close()
+        return False
+
+    def fail(self, exception: BaseException) -> None:
+        """Report that the training loop raised (``on_exception``), once."""
+        if not self._exception_seen and self._started:
+            self._exception_seen = True
+            self.callbacks.call("on_exception", self.state, exception)
+
+    def close(self) -> None:
+        """End the run: ``on_train_end``, flush, close the writer. Calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._started:
+                if self._validation is not None:
+                    self._end_validation()
+                self.callbacks.call("on_train_end", self.state)
+        finally:
+            if self._capture is not None:
+                self._capture.remove()
+            lifecycle.unregister_tracker(self)
+            self.writer.close()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Return once everything logged so far is on disk (or wherever the writer puts it)."""
+        self.writer.flush(timeout)
+
+    # ------------------------------------------------------------- ways in
+    def train_step(self, fn: StepFn) -> StepFn:
+        """Decorate a training step: each call is one step.
+
+        Inputs and targets come from the arguments (``step(inputs, targets)``,
+        ``step(batch)`` with a tuple or dict); the return value is the loss,
+        or a dict with ``loss``, ``outputs`` and ``targets``. The function's
+        return value is passed back unchanged.
+        """
+
+        @functools.wraps(fn)
+        def tracked_train_step(*args: Any, **kwargs: Any) -> Any:
+            return self._run_step(fn, args, kwargs, validation=False)
+
+        return tracked_train_step  # type: ignore[return-value]
+
+    def eval_step(self, fn: StepFn) -> StepFn:
+        """Decorate a validation step; calls outside ``with tracker.validation():`` open a pass of their own."""
+
+        @functools.wraps(fn)
+        def tracked_eval_step(*args: Any, **kwargs: Any) -> Any:
+            return self._run_step(fn, args, kwargs, validation=True)
+
+        return tracked_eval_step  # type: ignore[return-value]
+
+    def epochs(self, n: int, *, start: int = 0) -> Iterator[int]:
+        """Yield epoch numbers ``start .. n-1``, firing the epoch start/end events around each."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"Tracker.epochs(n): n must be a non-negative integer, got {n!r}")
+        self.start()
+        for epoch in range(start, n):
+            self.state.epoch = epoch
+            self.state.batch_idx = -1
+            self.callbacks.call("on_train_epoch_start", self.state)
+            yield epoch
+            if self._validation == "implicit":
+                self._end_validation()
+            self.callbacks.call("on_train_epoch_end", self.state)
+
+    @contextmanager
+    def validation(self) -> Iterator[Tracker]:
+        """Bracket a validation pass: ``on_validation_start`` before, ``on_validation_end`` after."""
+        if self._validation is not None:
+            self._end_validation()
+        self._begin_validation("explicit")
+        yield self
+        if self._validation == "explicit":
+            self._end_validation()
+
+    def log(self, tag: str, value: Any, step: int | None = None) -> None:
+        """Log one scalar (a number or a one-element tensor on any device) without waiting for the device.
+
+        ``step`` defaults to the current training step.
+        """
+        if step is None:
+            step = max(self.state.step, 0)
+        self.writer.scalar(tag, value, step, source="Tracker.log")
+
+    # ---------------------------------------------------------------- private
+    def _begin_validation(self, kind: str) -> None:
+        self.start()
+        self._validation = kind
+        self.state.validating = True
+        self.state.validation_batch_idx = -1
+        self.callbacks.call("on_validation_start", self.state)
+
+    def _end_validation(self) -> None:
+        self.callbacks.call("on_validation_end", self.state)
+        self._validation = None
+        self.state.validating = False
+
+    def _run_step(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
+                  validation: bool) -> Any:
+        if self._closed:
+            self._reporter.warn("step-after-close", f"{fn.__name__} called after the tracker was closed; "
+                                "the step runs but is not tracked")
+            return fn(*args, **kwargs)
+        state, callbacks = self.state, self.callbacks
+        if validation:
+            if self._validation is None:
+                self._begin_validation("implicit")
+            state.validation_batch_idx += 1
+            start_event, end_event, index = "on_validation_batch_start", "on_validation_batch_end", state.validation_batch_idx
+        else:
+            self.start()
+            if self._validation == "implicit":
+                self._end_validation()
+            state.step += 1
+            state.batch_idx += 1
+            start_event, end_event, index = "on_train_batch_start", "on_train_batch_end", state.batch_idx
+        inputs, targets = split_arguments(args, kwargs)
+        batch = BatchRecord(inputs=inputs, targets=targets, batch_idx=index)
+        if callbacks.wants(start_event):
+            callbacks.call(start_event, state, batch)
+        capture = self._capture
+        if capture is not None:
+            capture.outputs = None
+        result = fn(*args, **kwargs)
+        loss, outputs, returned_targets, understood = split_result(result)
+        if not understood:
+            self._reporter.warn(
+                ("result", fn.__name__),
+                f"{fn.__name__} returned a {type(result).__name__}; return the loss tensor or a dict "
+                "like {'loss': loss, 'outputs': logits} so callbacks can see them",
+            )
+        batch.loss = loss
+        if outputs is not None:
+            batch.outputs = detach_tree(outputs)
+        elif capture is not None:
+            batch.outputs = capture.outputs
+        if returned_targets is not None:
+            batch.targets = returned_targets
+        if callbacks.wants(end_event):
+            callbacks.call(end_event, state, batch)
+        return result
+
+    def __repr__(self) -> str:
+        names = ", ".join(cb.name for cb in self.callbacks.callbacks)
+        return f"Tracker(model={type(self.model).__name__ if self.model is not None else None}, callbacks=[{names}], writer={self.writer.describe()})"

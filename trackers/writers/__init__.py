@@ -1,0 +1,17 @@
+"""Writers: where logged records go. See :mod:`trackers.writers.base` for the protocol."""
+
+from trackers.writers.base import Writer
+from trackers.writers.logdir import LogDirError
+from trackers.writers.memory import MemoryWriter
+from trackers.writers.registry import register_writer_backend, resolve_writer, writer_backends
+from trackers.writers.tensorboard import TensorBoardWriter
+
+__all__ = [
+    "LogDirError",
+    "MemoryWriter",
+    "TensorBoardWriter",
+    "Writer",
+    "register_writer_backend",
+    "resolve_writer",
+    "writer_backends",
+]

@@ -1,0 +1,34 @@
+"""Where a run goes: SummaryWriter's default name, and an early, clear error when it can't go there."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from datetime import datetime
+
+
+class LogDirError(OSError):
+    """The log directory can't be created or written; the message names the path and the fix."""
+
+
+def default_log_dir(comment: str = "", root: str = "runs") -> str:
+    """``runs/<Mon DD_HH-MM-SS>_<host><comment>``, SummaryWriter's convention."""
+    stamp = datetime.now().strftime("%b%d_%H-%M-%S")
+    return os.path.join(root, f"{stamp}_{socket.gethostname()}{comment}")
+
+
+def ensure_writable_dir(path: str | os.PathLike[str]) -> str:
+    """Create ``path`` if needed and prove a file can be written in it; return it as a string."""
+    path = os.fspath(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".looptrack-probe-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise LogDirError(
+            f"cannot write the log dir {path!r}: {reason}. "
+            f"Pass a directory you can write, e.g. Tracker(model, writer='runs/my_experiment')"
+        ) from error
+    return path

@@ -1,0 +1,108 @@
+"""The TensorBoard backend, built on ``torch.utils.tensorboard`` and TensorBoard's own protos."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from trackers.writers import records as rec
+from trackers.writers.base import Writer
+from trackers.writers.logdir import default_log_dir, ensure_writable_dir
+
+
+class TensorBoardWriter(Writer):
+    """Writes a normal TensorBoard run directory (``tensorboard --logdir`` shows it).
+
+    The directory is created and checked here, on the calling thread, so a bad
+    path fails at once; encoding and file I/O happen on the writer thread.
+
+    >>> writer = TensorBoardWriter("runs/fashion_mnist_experiment_1", flush_secs=2)  # doctest: +SKIP
+    >>> writer.scalar("train/loss", 0.25, step=99)                                   # doctest: +SKIP
+    >>> writer.close()                                                               # doctest: +SKIP
+
+    ``log_dir=None`` means ``runs/<datetime>_<host><comment>`` as with
+    ``SummaryWriter``; ``purge_step`` hides events at and after that step from
+    an earlier, crashed run in the same directory.
+    """
+
+    name = "tensorboard"
+
+    def __init__(
+        self,
+        log_dir: str | os.PathLike[str] | None = None,
+        *,
+        comment: str = "",
+        purge_step: int | None = None,
+        filename_suffix: str = "",
+        flush_secs: float = 2.0,
+        max_pending: int = 10_000,
+        strict: bool = False,
+    ) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.log_dir = ensure_writable_dir(log_dir if log_dir is not None else default_log_dir(comment))
+        # Our own thread decides when to flush; SummaryWriter's timer is pushed out of the way.
+        self._summary_writer = SummaryWriter(
+            self.log_dir, purge_step=purge_step, max_queue=1_000, flush_secs=10**6,
+            filename_suffix=filename_suffix,
+        )
+        super().__init__(flush_secs=flush_secs, max_pending=max_pending, strict=strict)
+
+    def describe(self) -> str:
+        return f"TensorBoardWriter({self.log_dir!r})"
+
+    # Writer thread -------------------------------------------------------
+    def write_scalar(self, record: rec.Scalar) -> None:
+        self._summary_writer.add_scalar(record.tag, record.value, record.step, record.walltime)
+
+    def write_histogram(self, record: rec.Histogram) -> None:
+        values = rec.materialize(record.values)
+        self._summary_writer.add_histogram(record.tag, values, record.step, record.bins, record.walltime)
+
+    def write_image(self, record: rec.Image) -> None:
+        self._summary_writer.add_image(
+            record.tag, rec.materialize(record.image), record.step, record.walltime, record.dataformats
+        )
+
+    def write_figure(self, record: rec.Figure) -> None:
+        figure = record.figure() if callable(record.figure) else record.figure
+        self._summary_writer.add_figure(record.tag, figure, record.step, close=True, walltime=record.walltime)
+
+    def write_text(self, record: rec.Text) -> None:
+        self._summary_writer.add_text(record.tag, record.text, record.step, record.walltime)
+
+    def write_pr_curve(self, record: rec.PRCurve) -> None:
+        self._summary_writer.add_pr_curve(
+            record.tag, rec.materialize(record.labels), rec.materialize(record.predictions), record.step,
+            record.num_thresholds, walltime=record.walltime,
+        )
+
+    def write_graph(self, record: rec.Graph) -> None:
+        from tensorboard.compat.proto import event_pb2
+
+        graph_def = record.graph_def() if callable(record.graph_def) else record.graph_def
+        event = event_pb2.Event(graph_def=graph_def.SerializeToString())
+        self._summary_writer._get_file_writer().add_event(event, None, record.walltime)
+
+    def write_embedding(self, record: rec.Embedding) -> None:
+        self._summary_writer.add_embedding(
+            rec.materialize(record.mat), metadata=record.metadata, label_img=rec.materialize(record.label_img),
+            global_step=record.step, tag=record.tag, metadata_header=record.metadata_header,
+        )
+
+    def write_hparams(self, record: rec.HParams) -> None:
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        metrics = {k: rec.to_float(v) for k, v in record.metrics.items()}
+        experiment, start, end = hparams_summary(dict(record.hparams), metrics)
+        file_writer = self._summary_writer._get_file_writer()
+        for summary in (experiment, start, end):
+            file_writer.add_summary(summary, record.step, record.walltime)
+        for tag, value in metrics.items():
+            self._summary_writer.add_scalar(tag, value, record.step, record.walltime)
+
+    def flush_backend(self) -> None:
+        self._summary_writer.flush()
+
+    def close_backend(self) -> None:
+        self._summary_writer.close()
