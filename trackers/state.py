@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+    from trackers.capture import ForwardCapture
     from trackers.writers.base import Writer
 
 
@@ -32,11 +33,22 @@ class RunState:
     validation_batch_idx: int = -1
     validating: bool = False
     strict: bool = False
+    capture: ForwardCapture | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def steps_done(self) -> int:
         return self.step + 1
+
+    @property
+    def first_inputs(self) -> tuple[Any, ...] | None:
+        """Positional arguments of the model's first forward call (detached), or None."""
+        return self.capture.first_args if self.capture is not None else None
+
+    @property
+    def first_kwargs(self) -> dict[str, Any] | None:
+        """Keyword arguments of the model's first forward call (detached), or None."""
+        return self.capture.first_kwargs if self.capture is not None else None
 
 
 @dataclass
@@ -52,3 +64,4 @@ class BatchRecord:
     outputs: Any = None
     loss: Any = None
     batch_idx: int = 0
+    stage: str = "train"  # or "validation"

@@ -72,12 +72,13 @@ class Tracker:
         if strict:
             self.writer.strict = True
         self.strict = strict
-        self.state = RunState(model=model, writer=self.writer, strict=strict)
+        self.state = RunState(model=model, writer=self.writer, strict=strict, capture=self._capture)
         self._reporter = OnceReporter()
         self._started = False
         self._closed = False
         self._exception_seen = False
         self._validation: str | None = None  # None, "explicit" or "implicit"
+        self._epochs_started = False
         lifecycle.register_tracker(self)
 
     # ------------------------------------------------------------ properties
@@ -102,7 +103,7 @@ class Tracker:
     @property
     def first_inputs(self) -> tuple[Any, ...] | None:
         """The positional arguments of the model's first forward call (detached), if a model is tracked."""
-        return self._capture.first_args if self._capture is not None else None
+        return self.state.first_inputs
 
     # -------------------------------------------------------------- run life
     def start(self) -> Tracker:
@@ -116,9 +117,15 @@ class Tracker:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
-        if exc is not None:
+        if exc is None:
+            self.close()
+            return False
+        try:  # the loop's own exception goes on unchanged, whatever ending the run does
             self.fail(exc)
-        self.close()
+            self.close()
+        except Exception as error:
+            self._reporter.warn("exit-error", f"ending the run after {type(exc).__name__} failed too: "
+                                f"{type(error).__name__}: {error}")
         return False
 
     def fail(self, exception: BaseException) -> None:
@@ -134,8 +141,7 @@ class Tracker:
         self._closed = True
         try:
             if self._started:
-                if self._validation is not None:
-                    self._end_validation()
+                self.validation_end()
                 self.callbacks.call("on_train_end", self.state)
         finally:
             if self._capture is not None:
@@ -176,25 +182,18 @@ class Tracker:
         """Yield epoch numbers ``start .. n-1``, firing the epoch start/end events around each."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"Tracker.epochs(n): n must be a non-negative integer, got {n!r}")
-        self.start()
         for epoch in range(start, n):
-            self.state.epoch = epoch
-            self.state.batch_idx = -1
-            self.callbacks.call("on_train_epoch_start", self.state)
+            self.epoch_start(epoch)
             yield epoch
-            if self._validation == "implicit":
-                self._end_validation()
-            self.callbacks.call("on_train_epoch_end", self.state)
+            self.epoch_end()
 
     @contextmanager
     def validation(self) -> Iterator[Tracker]:
         """Bracket a validation pass: ``on_validation_start`` before, ``on_validation_end`` after."""
-        if self._validation is not None:
-            self._end_validation()
-        self._begin_validation("explicit")
+        self.validation_start()
         yield self
         if self._validation == "explicit":
-            self._end_validation()
+            self.validation_end()
 
     def log(self, tag: str, value: Any, step: int | None = None) -> None:
         """Log one scalar (a number or a one-element tensor on any device) without waiting for the device.
@@ -205,18 +204,88 @@ class Tracker:
             step = max(self.state.step, 0)
         self.writer.scalar(tag, value, step, source="Tracker.log")
 
+    # ------------------------------------------- events (what loop adapters drive)
+    def epoch_start(self, epoch: int | None = None) -> None:
+        """A training epoch starts (``epoch`` defaults to the next one)."""
+        self.start()
+        state = self.state
+        if epoch is not None:
+            state.epoch = epoch
+        elif self._epochs_started:
+            state.epoch += 1
+        self._epochs_started = True
+        state.batch_idx = -1
+        self.callbacks.call("on_train_epoch_start", state)
+
+    def epoch_end(self) -> None:
+        """The current training epoch ends (closing a validation pass left open)."""
+        if self._validation == "implicit":
+            self.validation_end()
+        self.callbacks.call("on_train_epoch_end", self.state)
+
+    def validation_start(self) -> None:
+        """A validation pass starts (ending one still open)."""
+        self._begin_validation("explicit")
+
+    def validation_end(self) -> None:
+        """The validation pass ends."""
+        if self._validation is not None:
+            self.callbacks.call("on_validation_end", self.state)
+            self._validation = None
+            self.state.validating = False
+
+    def batch_start(self, inputs: Any = None, targets: Any = None, *, validation: bool = False,
+                    step: int | None = None) -> BatchRecord:
+        """A batch starts: counts it, fires the batch-start event and returns its record.
+
+        Training batches advance ``state.step`` by one, or set it to ``step``
+        when the loop keeps its own counter; validation batches outside a
+        pass open one.
+        """
+        state = self.state
+        if validation:
+            if self._validation is None:
+                self._begin_validation("implicit")
+            state.validation_batch_idx += 1
+            batch = BatchRecord(inputs, targets, batch_idx=state.validation_batch_idx, stage="validation")
+            event = "on_validation_batch_start"
+        else:
+            self.start()
+            if self._validation == "implicit":
+                self.validation_end()
+            state.step = state.step + 1 if step is None else step
+            state.batch_idx += 1
+            batch = BatchRecord(inputs, targets, batch_idx=state.batch_idx, stage="train")
+            event = "on_train_batch_start"
+        if self._capture is not None:
+            self._capture.outputs = None
+        if self.callbacks.wants(event):
+            self.callbacks.call(event, state, batch)
+        return batch
+
+    def batch_end(self, batch: BatchRecord, *, loss: Any = None, outputs: Any = None, targets: Any = None) -> None:
+        """The batch ends: fills in loss, outputs (from the forward hook if not given) and targets, fires the event."""
+        if loss is not None:
+            batch.loss = loss
+        if outputs is not None:
+            batch.outputs = detach_tree(outputs)
+        elif batch.outputs is None and self._capture is not None:
+            batch.outputs = self._capture.outputs
+        if targets is not None:
+            batch.targets = targets
+        event = "on_validation_batch_end" if batch.stage == "validation" else "on_train_batch_end"
+        if self.callbacks.wants(event):
+            self.callbacks.call(event, self.state, batch)
+
     # ---------------------------------------------------------------- private
     def _begin_validation(self, kind: str) -> None:
         self.start()
+        if self._validation is not None:
+            self.validation_end()
         self._validation = kind
         self.state.validating = True
         self.state.validation_batch_idx = -1
         self.callbacks.call("on_validation_start", self.state)
-
-    def _end_validation(self) -> None:
-        self.callbacks.call("on_validation_end", self.state)
-        self._validation = None
-        self.state.validating = False
 
     def _run_step(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
                   validation: bool) -> Any:
@@ -224,43 +293,16 @@ class Tracker:
             self._reporter.warn("step-after-close", f"{fn.__name__} called after the tracker was closed; "
                                 "the step runs but is not tracked")
             return fn(*args, **kwargs)
-        state, callbacks = self.state, self.callbacks
-        if validation:
-            if self._validation is None:
-                self._begin_validation("implicit")
-            state.validation_batch_idx += 1
-            start_event, end_event, index = "on_validation_batch_start", "on_validation_batch_end", state.validation_batch_idx
-        else:
-            self.start()
-            if self._validation == "implicit":
-                self._end_validation()
-            state.step += 1
-            state.batch_idx += 1
-            start_event, end_event, index = "on_train_batch_start", "on_train_batch_end", state.batch_idx
-        inputs, targets = split_arguments(args, kwargs)
-        batch = BatchRecord(inputs=inputs, targets=targets, batch_idx=index)
-        if callbacks.wants(start_event):
-            callbacks.call(start_event, state, batch)
-        capture = self._capture
-        if capture is not None:
-            capture.outputs = None
+        batch = self.batch_start(*split_arguments(args, kwargs), validation=validation)
         result = fn(*args, **kwargs)
-        loss, outputs, returned_targets, understood = split_result(result)
+        loss, outputs, targets, understood = split_result(result)
         if not understood:
             self._reporter.warn(
                 ("result", fn.__name__),
                 f"{fn.__name__} returned a {type(result).__name__}; return the loss tensor or a dict "
                 "like {'loss': loss, 'outputs': logits} so callbacks can see them",
             )
-        batch.loss = loss
-        if outputs is not None:
-            batch.outputs = detach_tree(outputs)
-        elif capture is not None:
-            batch.outputs = capture.outputs
-        if returned_targets is not None:
-            batch.targets = returned_targets
-        if callbacks.wants(end_event):
-            callbacks.call(end_event, state, batch)
+        self.batch_end(batch, loss=loss, outputs=outputs, targets=targets)
         return result
 
     def __repr__(self) -> str:
