@@ -4,6 +4,8 @@
 """
 
 from callbacks.base import EVENTS, Callback
+from callbacks.histograms import ParameterHistograms
 from callbacks.loss import LossLogger
+from callbacks.pr_curves import PRCurves
 
-__all__ = ["EVENTS", "Callback", "LossLogger"]
+__all__ = ["EVENTS", "Callback", "LossLogger", "PRCurves", "ParameterHistograms"]

@@ -189,7 +189,9 @@ def test_snapshots_do_not_see_later_in_place_changes():
 
 def test_memory_writer_keeps_cpu_copies():
     writer = MemoryWriter()
+    writer.image("i", torch.ones(1, 2, 2), 0)
     writer.histogram("h", torch.arange(4.0), 0)
     writer.close()
-    (record,) = writer.records
-    assert torch.equal(record.values, torch.arange(4.0)) and writer.tags("histogram") == {"h"}
+    image, histogram = writer.records
+    assert torch.equal(image.image, torch.ones(1, 2, 2))
+    assert histogram.num == 4 and sum(histogram.bucket_counts) == 4 and writer.tags("histogram_raw") == {"h"}

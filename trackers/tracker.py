@@ -178,6 +178,23 @@ class Tracker:
 
         return tracked_eval_step  # type: ignore[return-value]
 
+    def attach(self, loop: Any, **options: Any) -> Tracker:
+        """Drive this tracker from a training loop object and return the tracker.
+
+        Supported: a Lightning ``Trainer`` (``lightning.pytorch`` or
+        ``pytorch_lightning``), an ignite ``Engine`` (``evaluator=`` for
+        validation batches), a transformers ``Trainer``::
+
+            tracker = Tracker(model, callbacks=[LossLogger(every_n_steps=50)], writer="runs/lit")
+            trainer = lightning.Trainer(max_epochs=2)
+            tracker.attach(trainer)
+            trainer.fit(model, train_loader, val_loader)   # the run is closed when fit ends
+        """
+        from trackers.adapters import attach
+
+        attach(self, loop, **options)
+        return self
+
     def epochs(self, n: int, *, start: int = 0) -> Iterator[int]:
         """Yield epoch numbers ``start .. n-1``, firing the epoch start/end events around each."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:

@@ -41,6 +41,16 @@ class MemoryWriter(Writer):
         """The tags written, optionally of one kind (``"scalar"``, ``"histogram"``, ...)."""
         return {r.tag for r in self.records if kind is None or r.kind == kind}
 
+    def read_scalars(self) -> dict[str, list[list[float]]]:
+        out: dict[str, list[list[float]]] = {}
+        for r in self.records:
+            if r.kind == "scalar":
+                out.setdefault(r.tag, []).append([r.walltime, r.step, r.value])
+            elif r.kind == "scalars":
+                for key, value in r.values.items():
+                    out.setdefault(f"{r.tag}/{key}", []).append([r.walltime, r.step, value])
+        return out
+
     def _keep(self, record: Any) -> None:
         with self._lock:
             self._records.append(record)
@@ -48,12 +58,33 @@ class MemoryWriter(Writer):
     def write_scalar(self, record: rec.Scalar) -> None:
         self._keep(record)
 
-    def write_histogram(self, record: rec.Histogram) -> None:
-        record.values = rec.materialize(record.values)
+    def write_scalars(self, record: rec.Scalars) -> None:
+        record.values = {k: rec.to_float(v) for k, v in record.values.items()}
+        self._keep(record)
+
+    def write_custom_scalars(self, record: rec.CustomScalars) -> None:
+        self._keep(record)
+
+    def write_histogram_raw(self, record: rec.HistogramRaw) -> None:
         self._keep(record)
 
     def write_image(self, record: rec.Image) -> None:
         record.image = rec.materialize(record.image)
+        record.boxes = rec.materialize(record.boxes)
+        self._keep(record)
+
+    def write_audio(self, record: rec.Audio) -> None:
+        record.sound = rec.materialize(record.sound)
+        self._keep(record)
+
+    def write_video(self, record: rec.Video) -> None:
+        record.video = rec.materialize(record.video)
+        self._keep(record)
+
+    def write_mesh(self, record: rec.Mesh) -> None:
+        record.vertices = rec.materialize(record.vertices)
+        record.colors = rec.materialize(record.colors)
+        record.faces = rec.materialize(record.faces)
         self._keep(record)
 
     def write_figure(self, record: rec.Figure) -> None:
@@ -65,8 +96,6 @@ class MemoryWriter(Writer):
         self._keep(record)
 
     def write_pr_curve(self, record: rec.PRCurve) -> None:
-        record.labels = rec.materialize(record.labels)
-        record.predictions = rec.materialize(record.predictions)
         self._keep(record)
 
     def write_graph(self, record: rec.Graph) -> None:

@@ -28,6 +28,50 @@ class DeviceSnapshot:
         return self.tensor.cpu()
 
 
+class Deferred:
+    """A value computed on the writer thread, once (the result is kept).
+
+    Built with :meth:`on_device`: work on CPU tensors is deferred to the
+    writer thread (from copies), work on an accelerator is queued at once
+    (kernels only, no sync) and just its small result travels.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._fn = fn
+        self._args = args
+        self._done = False
+        self._value: Any = None
+
+    @classmethod
+    def on_device(cls, fn: Callable[..., Any], *args: Any) -> Deferred:
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if all(t.device.type == "cpu" for t in tensors):
+            return cls(fn, *(a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args))
+        return cls(_identity, _map_tensors(fn(*args), snapshot))
+
+    def part(self, index: Any) -> Deferred:
+        """A deferred ``self()[index]``."""
+        return Deferred(lambda: self()[index])
+
+    def __call__(self) -> Any:
+        if not self._done:
+            args = [materialize(a) for a in self._args]
+            self._value = _map_tensors(self._fn(*args), materialize)
+            self._done = True
+            self._args = ()
+        return self._value
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _map_tensors(value: Any, fn: Callable[[Any], Any]) -> Any:
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map_tensors(v, fn) for v in value)
+    return fn(value)
+
+
 def snapshot(value: Any) -> Any:
     """Freeze ``value`` for the writer thread without waiting for the device.
 
@@ -36,7 +80,7 @@ def snapshot(value: Any) -> Any:
     anything else is returned as it is.
     """
     if not isinstance(value, torch.Tensor):
-        return value
+        return value  # numbers, arrays, Deferred
     value = value.detach()
     if value.device.type == "cpu":
         return value.clone()
@@ -52,6 +96,8 @@ def materialize(value: Any) -> Any:
     """The CPU form of a snapshot (runs on the writer thread; may wait for the device)."""
     if isinstance(value, DeviceSnapshot):
         return value.wait()
+    if isinstance(value, Deferred):
+        return value()
     return value
 
 
@@ -75,23 +121,100 @@ class Scalar:
 
 
 @dataclass
+class Scalars:
+    """Several scalars on one chart (``add_scalars``): one run per key, under ``main_tag``."""
+
+    tag: str
+    values: Mapping[str, Any]
+    step: int | None = None
+    walltime: float | None = None
+    kind = "scalars"
+
+
+@dataclass
+class CustomScalars:
+    """A custom-scalars layout: ``{category: {chart: ["Multiline" | "Margin", [tags]]}}``."""
+
+    layout: Mapping[str, Any]
+    tag: str = "custom_scalars"
+    step: int | None = None
+    walltime: float | None = None
+    kind = "custom_scalars"
+
+
+@dataclass
 class Histogram:
+    """Values to bin; with TensorBoard's bins the counts may already be on their way (``counts``)."""
+
     tag: str
     values: Any
     step: int | None = None
     walltime: float | None = None
-    bins: str = "tensorflow"
+    bins: Any = "tensorflow"
+    counts: Any = None  # Deferred (counts[1548], stats[6]) for the 'tensorflow' bins
+    nonfinite_tag: str | None = None
     kind = "histogram"
 
 
 @dataclass
+class HistogramRaw:
+    tag: str
+    min: float
+    max: float
+    num: float
+    sum: float
+    sum_squares: float
+    bucket_limits: Sequence[float]
+    bucket_counts: Sequence[float]
+    step: int | None = None
+    walltime: float | None = None
+    kind = "histogram_raw"
+
+
+@dataclass
 class Image:
+    """One image, or a batch of them when ``dataformats`` starts with N."""
+
     tag: str
     image: Any
     step: int | None = None
     walltime: float | None = None
     dataformats: str = "CHW"
+    boxes: Any = None
+    box_labels: Sequence[str] | None = None
     kind = "image"
+
+
+@dataclass
+class Audio:
+    tag: str
+    sound: Any
+    step: int | None = None
+    walltime: float | None = None
+    sample_rate: int = 44100
+    kind = "audio"
+
+
+@dataclass
+class Video:
+    tag: str
+    video: Any
+    step: int | None = None
+    walltime: float | None = None
+    fps: int = 4
+    kind = "video"
+
+
+@dataclass
+class Mesh:
+    tag: str
+    vertices: Any
+    colors: Any = None
+    faces: Any = None
+    config: Mapping[str, Any] | None = None
+    step: int | None = None
+    walltime: float | None = None
+    kind = "mesh"
 
 
 @dataclass
@@ -116,9 +239,11 @@ class Text:
 
 @dataclass
 class PRCurve:
+    """A precision-recall curve: ``data`` is ``[6, T]`` (tp, fp, tn, fn, precision, recall),
+    or a Deferred ``[2, T]`` of bucket counts that the writer thread turns into it."""
+
     tag: str
-    labels: Any
-    predictions: Any
+    data: Any
     step: int | None = None
     walltime: float | None = None
     num_thresholds: int = 127
@@ -158,5 +283,5 @@ class HParams:
     kind = "hparams"
 
 
-Record = Scalar | Histogram | Image | Figure | Text | PRCurve | Graph | Embedding | HParams
-RecordBuilder = Callable[[], Any]
+Record = (Scalar | Scalars | CustomScalars | Histogram | HistogramRaw | Image | Audio | Video | Mesh | Figure
+          | Text | PRCurve | Graph | Embedding | HParams)

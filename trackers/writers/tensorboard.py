@@ -55,13 +55,43 @@ class TensorBoardWriter(Writer):
     def write_scalar(self, record: rec.Scalar) -> None:
         self._summary_writer.add_scalar(record.tag, record.value, record.step, record.walltime)
 
-    def write_histogram(self, record: rec.Histogram) -> None:
-        values = rec.materialize(record.values)
-        self._summary_writer.add_histogram(record.tag, values, record.step, record.bins, record.walltime)
+    def write_scalars(self, record: rec.Scalars) -> None:
+        values = {k: rec.to_float(v) for k, v in record.values.items()}
+        self._summary_writer.add_scalars(record.tag, values, record.step, record.walltime)
+
+    def write_custom_scalars(self, record: rec.CustomScalars) -> None:
+        self._summary_writer.add_custom_scalars(dict(record.layout))
+
+    def write_histogram_raw(self, record: rec.HistogramRaw) -> None:
+        self._summary_writer.add_histogram_raw(
+            record.tag, record.min, record.max, record.num, record.sum, record.sum_squares,
+            record.bucket_limits, record.bucket_counts, record.step, record.walltime,
+        )
 
     def write_image(self, record: rec.Image) -> None:
-        self._summary_writer.add_image(
-            record.tag, rec.materialize(record.image), record.step, record.walltime, record.dataformats
+        image = rec.materialize(record.image)
+        if record.boxes is not None:
+            self._summary_writer.add_image_with_boxes(
+                record.tag, image, rec.materialize(record.boxes), record.step, record.walltime,
+                dataformats=record.dataformats, labels=record.box_labels,
+            )
+        elif record.dataformats.startswith("N"):
+            self._summary_writer.add_images(record.tag, image, record.step, record.walltime, record.dataformats)
+        else:
+            self._summary_writer.add_image(record.tag, image, record.step, record.walltime, record.dataformats)
+
+    def write_audio(self, record: rec.Audio) -> None:
+        self._summary_writer.add_audio(record.tag, rec.materialize(record.sound), record.step,
+                                       record.sample_rate, record.walltime)
+
+    def write_video(self, record: rec.Video) -> None:
+        self._summary_writer.add_video(record.tag, rec.materialize(record.video), record.step, record.fps,
+                                       record.walltime)
+
+    def write_mesh(self, record: rec.Mesh) -> None:
+        self._summary_writer.add_mesh(
+            record.tag, rec.materialize(record.vertices), rec.materialize(record.colors),
+            rec.materialize(record.faces), record.config, record.step, record.walltime,
         )
 
     def write_figure(self, record: rec.Figure) -> None:
@@ -72,9 +102,10 @@ class TensorBoardWriter(Writer):
         self._summary_writer.add_text(record.tag, record.text, record.step, record.walltime)
 
     def write_pr_curve(self, record: rec.PRCurve) -> None:
-        self._summary_writer.add_pr_curve(
-            record.tag, rec.materialize(record.labels), rec.materialize(record.predictions), record.step,
-            record.num_thresholds, walltime=record.walltime,
+        tp, fp, tn, fn, precision, recall = record.data
+        self._summary_writer.add_pr_curve_raw(
+            record.tag, tp, fp, tn, fn, precision, recall, record.step, record.num_thresholds,
+            walltime=record.walltime,
         )
 
     def write_graph(self, record: rec.Graph) -> None:
@@ -100,6 +131,21 @@ class TensorBoardWriter(Writer):
             file_writer.add_summary(summary, record.step, record.walltime)
         for tag, value in metrics.items():
             self._summary_writer.add_scalar(tag, value, record.step, record.walltime)
+
+    def read_scalars(self) -> dict[str, list[list[float]]]:
+        """Every scalar in this run's directory (and its ``scalars`` sub-runs), read with TensorBoard's reader."""
+        from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+        multiplexer = EventMultiplexer(size_guidance={"scalars": 0})
+        multiplexer.AddRunsFromDirectory(self.log_dir)
+        multiplexer.Reload()
+        out: dict[str, list[list[float]]] = {}
+        for run, tags in sorted(multiplexer.Runs().items()):
+            prefix = "" if run == "." else run.replace(os.sep, "/") + "/"
+            for tag in tags.get("scalars", []):
+                events = multiplexer.Scalars(run, tag)
+                out[prefix + tag] = [[e.wall_time, e.step, e.value] for e in events]
+        return out
 
     def flush_backend(self) -> None:
         self._summary_writer.flush()

@@ -1,0 +1,119 @@
+"""Per-class precision-recall curves at the end of the run, from the last validation pass."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+
+from callbacks.base import Callback
+from trackers import pr_curve
+from trackers.report import OnceReporter
+from trackers.state import BatchRecord, RunState
+from trackers.writers.records import Deferred, PRCurve
+
+
+def _checked_buckets(outputs: torch.Tensor, targets: torch.Tensor, num_thresholds: int,
+                     already_probabilities: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bucket counts of the valid rows, plus how many rows had a bad target or a non-finite probability."""
+    classes = outputs.shape[1]
+    probabilities = outputs.float() if already_probabilities else torch.softmax(outputs.float(), dim=1)
+    targets = targets.reshape(-1).long()
+    bad_target = (targets < 0) | (targets >= classes)
+    nonfinite = ~torch.isfinite(probabilities).all(dim=1)
+    keep = ~(bad_target | nonfinite)
+    # rows left out get a probability outside [0, 1], so no bucket counts them
+    probabilities = torch.where(keep.unsqueeze(1), probabilities, -1.0)
+    buckets = pr_curve.bucket_counts(probabilities, torch.where(keep, targets, 0), num_thresholds)
+    return buckets, bad_target.sum(), nonfinite.sum()
+
+
+class PRCurves(Callback):
+    """One precision-recall curve per class, at the end of the run, from the last validation pass.
+
+    >>> tracker = Tracker(net, callbacks=[PRCurves(classes=classes)],       # doctest: +SKIP
+    ...                   writer="runs/fashion_mnist_experiment_1")
+
+    The model's outputs and the targets of each validation batch
+    (``@tracker.eval_step`` calls, or the loop's validation) are kept on
+    their device; at the end the probabilities (softmax of the outputs,
+    unless ``probabilities=True`` says they already are) are counted per
+    class in torch — on the device, or on the writer thread for CPU tensors —
+    exactly as ``add_pr_curve`` counts them, one curve per class tagged
+    ``tag_prefix + class name``. The seeds compare against the predicted
+    class; these curves compare against the true targets.
+    """
+
+    def __init__(self, classes: Sequence[str], num_thresholds: int = 127, probabilities: bool = False,
+                 tag_prefix: str = "pr_curve/") -> None:
+        if isinstance(classes, str) or not classes or not all(isinstance(c, str) for c in classes):
+            raise ValueError(f"PRCurves: classes must be a non-empty list of class names, got {classes!r}")
+        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) or not (
+                2 <= num_thresholds <= pr_curve.MAX_THRESHOLDS):
+            raise ValueError(f"PRCurves: num_thresholds must be an integer in 2..{pr_curve.MAX_THRESHOLDS} "
+                             f"(TensorBoard's limit), got {num_thresholds!r}")
+        self.classes = list(classes)
+        self.num_thresholds = num_thresholds
+        self.probabilities = probabilities
+        self.tag_prefix = tag_prefix
+        self._outputs: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+        self._reporter = OnceReporter()
+        self._disabled = False
+
+    def on_validation_start(self, state: RunState) -> None:
+        self._outputs, self._targets = [], []
+
+    def on_validation_batch_end(self, state: RunState, batch: BatchRecord) -> None:
+        outputs, targets = batch.outputs, batch.targets
+        problem = self._problem(outputs, targets)
+        if problem:
+            self._reporter.warn(("batch", problem), f"PRCurves: {problem}; such batches are left out")
+            return
+        self._outputs.append(outputs.detach())
+        self._targets.append(targets.detach())
+
+    def on_train_end(self, state: RunState) -> None:
+        if not self._outputs:
+            self._reporter.warn(
+                "no-validation",
+                "PRCurves: no validation batch was seen, so there are no curves; decorate your evaluation "
+                "step with @tracker.eval_step (or run validation in your loop) and return the outputs",
+            )
+            return
+        outputs, targets = torch.cat(self._outputs), torch.cat(self._targets)
+        self._outputs, self._targets = [], []
+        raw = Deferred.on_device(_checked_buckets, outputs, targets, self.num_thresholds, self.probabilities)
+        checked = Deferred(self._report_left_out, raw)
+        walltime = time.time()
+        for index, name in enumerate(self.classes):
+            state.writer.submit(PRCurve(self.tag_prefix + name, checked.part(index), max(state.step, 0), walltime,
+                                        self.num_thresholds))
+
+    def _report_left_out(self, raw: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        buckets, bad_targets, nonfinite = raw
+        if int(bad_targets):
+            self._reporter.warn("targets", f"PRCurves: {int(bad_targets)} validation targets are outside "
+                                f"0..{len(self.classes) - 1} (classes has {len(self.classes)} names); left out")
+        if int(nonfinite):
+            self._reporter.warn("nonfinite", f"PRCurves: {int(nonfinite)} validation rows have non-finite "
+                                "outputs (NaN/Inf); left out")
+        return buckets
+
+    def _problem(self, outputs: object, targets: object) -> str | None:
+        if not isinstance(outputs, torch.Tensor):
+            return "no outputs for a validation batch (the model's forward did not run inside eval_step?)"
+        if not isinstance(targets, torch.Tensor):
+            return "no targets for a validation batch: call eval_step(inputs, targets) or return {'targets': ...}"
+        if outputs.ndim != 2 or outputs.shape[1] != len(self.classes):
+            return (f"outputs of shape {tuple(outputs.shape)} don't match {len(self.classes)} classes; "
+                    "expected [batch, classes] scores")
+        if targets.reshape(-1).shape[0] != outputs.shape[0]:
+            return f"{targets.numel()} targets for {outputs.shape[0]} outputs"
+        if targets.is_floating_point() or targets.dtype == torch.bool:
+            return f"targets must be class indices (an integer tensor), got {targets.dtype}"
+        return None
+
+    def __repr__(self) -> str:
+        return f"PRCurves(classes=[{len(self.classes)} names], num_thresholds={self.num_thresholds})"

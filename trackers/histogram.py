@@ -1,0 +1,145 @@
+"""TensorBoard's default ('tensorflow') histogram, computed in torch on the values' own device.
+
+``SummaryWriter.add_histogram`` bins values with numpy over 1549 geometric
+edges (0, ±1e-12·1.1^k up to 1e20). Here the bucket of each value comes from
+the closed form (log, floor) with a one-step fix-up against the very same
+edge table, then one ``bincount``; the result is the same counts, min, max,
+num, sum and sum of squares, so the same picture in TensorBoard.
+
+>>> counts, stats = bucket_counts(torch.tensor([0.0, 0.5, -2.0, float("nan")]))
+>>> int(counts.sum()), stats.tolist()[2], stats.tolist()[5]   # counted, num, non-finite
+(3, 3.0, 1.0)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def _tensorflow_positive_edges() -> list[float]:
+    # The same loop as SummaryWriter.__init__, so the same floating-point edges.
+    edges, v = [], 1e-12
+    while v < 1e20:
+        edges.append(v)
+        v *= 1.1
+    return edges
+
+
+_POSITIVE = _tensorflow_positive_edges()
+N_POSITIVE = len(_POSITIVE)  # 774
+TENSORFLOW_EDGES = np.array([-v for v in reversed(_POSITIVE)] + [0.0] + _POSITIVE, dtype=np.float64)
+N_BINS = len(TENSORFLOW_EDGES) - 1  # 1548
+_ZERO_BIN = N_POSITIVE  # [0, 1e-12)
+_LOG_FIRST = math.log(_POSITIVE[0])
+_INV_LOG_STEP = 1.0 / math.log(1.1)
+STATS = ("min", "max", "num", "sum", "sum_squares", "nonfinite")
+
+_edge_cache: dict[tuple, torch.Tensor] = {}
+
+
+def _positive_edges(device: torch.device) -> torch.Tensor:
+    dtype = torch.float32 if device.type == "mps" else torch.float64
+    key = (device, dtype)
+    if key not in _edge_cache:
+        # one sentinel past the end so that "the next edge" always exists
+        _edge_cache[key] = torch.tensor(_POSITIVE + [math.inf], dtype=dtype, device=device)
+    return _edge_cache[key]
+
+
+def bucket_counts(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(counts[1548], stats[6])`` for ``values``, computed in torch on their own device.
+
+    ``stats`` holds min, max, num, sum, sum of squares (over the finite
+    values) and the number of non-finite values left out. Values beyond
+    ±1e20 fall outside TensorBoard's edges: like numpy, they are not
+    counted in a bucket but are in the stats.
+
+    On an accelerator the buckets come from the closed form without a host
+    sync (call it on the training thread: it only queues kernels). On the
+    CPU, ``torch.histogram`` over the same edges is faster than the closed
+    form's many passes; looptrack runs it on the writer thread.
+    """
+    if values.device.type == "cpu":
+        return _bucket_counts_cpu(values)
+    return _bucket_counts_closed_form(values)
+
+
+def _bucket_counts_cpu(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    v = values.detach().reshape(-1).double()
+    counts = torch.histogram(v, bins=_cpu_edges())[0].long()  # NaN and ±inf are left out, like numpy
+    finite = torch.isfinite(v)
+    if not bool(finite.all()):
+        v = v[finite]
+    low, high = torch.aminmax(v) if v.numel() else (v.new_tensor(math.inf), v.new_tensor(-math.inf))
+    stats = torch.stack([low, high, v.new_tensor(float(v.numel())), v.sum(), torch.dot(v, v),
+                         v.new_tensor(float(values.numel() - v.numel()))])
+    return counts, stats
+
+
+def _cpu_edges() -> torch.Tensor:
+    key = (torch.device("cpu"), torch.float64, "all")
+    if key not in _edge_cache:
+        _edge_cache[key] = torch.from_numpy(TENSORFLOW_EDGES)
+    return _edge_cache[key]
+
+
+def _bucket_counts_closed_form(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    v = values.detach().reshape(-1)
+    if not v.is_floating_point():
+        v = v.double()
+    elif v.dtype in (torch.float16, torch.bfloat16):
+        v = v.float()  # exact
+    edges = _positive_edges(v.device)
+    finite = torch.isfinite(v)
+    a = v.abs().nan_to_num_(0.0, 0.0, 0.0)
+    # closed form, then one step of fix-up against the exact edges: edges[j] <= a < edges[j+1]
+    guess = a.clamp(min=_POSITIVE[0]).log_().sub_(_LOG_FIRST).mul_(_INV_LOG_STEP).floor_()
+    guess = guess.clamp_(0, N_POSITIVE - 1).long()
+    j = guess - (a < edges.index_select(0, guess)).long()
+    j += a >= edges.index_select(0, guess.add_(1))  # j: -1 .. N_POSITIVE-1
+    on_edge = a == edges.index_select(0, j.clamp(min=0))
+    on_edge &= j >= 0
+    last = N_POSITIVE - 1
+    # v >= 0: [0, e0) -> zero bin; [e_j, e_j+1) -> zero bin + 1 + j; the last edge closes the last bin
+    positive_bin = torch.where(j < 0, _ZERO_BIN, j + (_ZERO_BIN + 1))
+    positive_bin[(j == last) & on_edge] = N_BINS - 1
+    # v < 0: bins are [-e_j+1, -e_j), i.e. right-closed in |v|
+    j -= on_edge.long()
+    negative_bin = torch.where(j < 0, _ZERO_BIN - 1, (_ZERO_BIN - 2) - j)
+    bins = torch.where(v >= 0, positive_bin, negative_bin)
+    bins[~finite | (bins < 0) | (bins >= N_BINS)] = N_BINS  # not counted
+    counts = torch.bincount(bins, minlength=N_BINS + 1)[:N_BINS]
+    stats_dtype = edges.dtype
+    finite_v = torch.where(finite, v, 0).to(stats_dtype)
+    num = finite.sum().to(stats_dtype)
+    empty = v.numel() == 0
+    stats = torch.stack([
+        finite_v.new_tensor(math.inf) if empty else torch.where(finite, v, math.inf).min().to(stats_dtype),
+        finite_v.new_tensor(-math.inf) if empty else torch.where(finite, v, -math.inf).max().to(stats_dtype),
+        num,
+        finite_v.sum(),
+        finite_v.square().sum(),
+        v.numel() - num,
+    ])
+    return counts, stats
+
+
+def tensorboard_buckets(counts: np.ndarray, edges: np.ndarray | None = None) -> tuple[list[float], list[float]] | None:
+    """Trim counts to their support exactly as ``make_histogram`` does; None when all are empty.
+
+    ``edges`` defaults to TensorBoard's. Returns ``(bucket_limits,
+    bucket_counts)`` for ``add_histogram_raw``.
+    """
+    counts = np.asarray(counts)
+    edges = TENSORFLOW_EDGES if edges is None else np.asarray(edges, dtype=np.float64)
+    cum_counts = np.cumsum(np.greater(counts, 0))
+    if cum_counts[-1] == 0:
+        return None
+    start, end = np.searchsorted(cum_counts, [0, cum_counts[-1] - 1], side="right")
+    start, end = int(start), int(end) + 1
+    kept = counts[start - 1:end] if start > 0 else np.concatenate([[0], counts[:end]])
+    limits = edges[start:end + 1]
+    return limits.tolist(), kept.astype(np.float64).tolist()
