@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from trackers.writers.buffers import POOL
+
 
 @dataclass(frozen=True)
 class DeviceSnapshot:
@@ -41,12 +43,15 @@ class Deferred:
         self._args = args
         self._done = False
         self._value: Any = None
+        self._pooled = False  # args are POOL buffers, given back once used
 
     @classmethod
     def on_device(cls, fn: Callable[..., Any], *args: Any) -> Deferred:
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
         if all(t.device.type == "cpu" for t in tensors):
-            return cls(fn, *(a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args))
+            deferred = cls(fn, *(POOL.copy(a) if isinstance(a, torch.Tensor) else a for a in args))
+            deferred._pooled = True
+            return deferred
         return cls(_identity, _map_tensors(fn(*args), snapshot))
 
     def part(self, index: Any) -> Deferred:
@@ -58,6 +63,10 @@ class Deferred:
             args = [materialize(a) for a in self._args]
             self._value = _map_tensors(self._fn(*args), materialize)
             self._done = True
+            if self._pooled:
+                for arg in self._args:
+                    if isinstance(arg, torch.Tensor):
+                        POOL.give_back(arg)
             self._args = ()
         return self._value
 
