@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -80,6 +80,22 @@ class Tracker:
         self._validation: str | None = None  # None, "explicit" or "implicit"
         self._epochs_started = False
         lifecycle.register_tracker(self)
+
+    @classmethod
+    def from_config(cls, source: str | os.PathLike[str] | Mapping[str, Any], model: torch.nn.Module | None = None,
+                    *, allow_imports: bool = False) -> Tracker:
+        """A tracker whose callbacks and writer are selected in a YAML/TOML file or a dict.
+
+        >>> tracker = Tracker.from_config("examples/tracking.yaml", net)          # doctest: +SKIP
+
+        Names are looked up in the registry and arguments checked against the
+        constructors before anything is built; see :mod:`trackers.config`.
+        ``allow_imports=True`` lets the config name classes by import path.
+        """
+        from trackers.config import build, load_config
+
+        callbacks, writer, strict = build(load_config(source), allow_imports=allow_imports)
+        return cls(model, callbacks=callbacks, writer=writer, strict=strict)
 
     # ------------------------------------------------------------ properties
     @property
