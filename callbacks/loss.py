@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from callbacks.base import Callback
+from trackers import distributed
 from trackers.report import OnceReporter
 from trackers.schedule import Every
 from trackers.state import BatchRecord, RunState
@@ -58,10 +59,17 @@ class LossLogger(Callback):
     one warning naming the step. Validation losses (``eval_step`` calls)
     are averaged over each validation pass and logged as ``val_tag`` at the
     current training step; ``val_tag=None`` turns that off.
+
+    In a distributed job, ``reduce="mean"`` averages the logged value over
+    the ranks: one all-reduce per logged value, none in between.
     """
 
-    def __init__(self, every_n_steps: int = 50, tag: str = "train/loss", val_tag: str | None = "val/loss") -> None:
+    def __init__(self, every_n_steps: int = 50, tag: str = "train/loss", val_tag: str | None = "val/loss",
+                 reduce: str | None = None) -> None:
         self.every = Every(every_n_steps, owner="LossLogger")
+        if reduce not in (None, "mean"):
+            raise ValueError(f"LossLogger: reduce must be None or 'mean', got {reduce!r}")
+        self.reduce = reduce
         if not isinstance(tag, str) or not tag:
             raise ValueError(f"LossLogger: tag must be a non-empty string, got {tag!r}")
         if val_tag is not None and (not isinstance(val_tag, str) or not val_tag):
@@ -85,7 +93,7 @@ class LossLogger(Callback):
             self._train.add(loss, state.step)
         if self.every.fires(state.step) and self._train.count:
             first = self._train.first_step
-            state.writer.scalar(self.tag, self._train.take(), state.step,
+            state.writer.scalar(self.tag, self._reduced(self._train.take()), state.step,
                                 source=f"LossLogger, mean of steps {first}-{state.step}")
 
     def on_validation_start(self, state: RunState) -> None:
@@ -99,8 +107,15 @@ class LossLogger(Callback):
 
     def on_validation_end(self, state: RunState) -> None:
         if self.val_tag is not None and self._val.count:
-            state.writer.scalar(self.val_tag, self._val.take(), max(state.step, 0),
+            state.writer.scalar(self.val_tag, self._reduced(self._val.take()), max(state.step, 0),
                                 source="LossLogger, validation mean")
+
+    def _reduced(self, mean: torch.Tensor | float) -> torch.Tensor | float:
+        if self.reduce != "mean" or distributed.world_size() == 1:
+            return mean
+        if not isinstance(mean, torch.Tensor):
+            mean = torch.tensor(float(mean))
+        return distributed.mean_across_ranks(mean)
 
     def _usable(self, loss: Any, state: RunState, where: str, quiet_if_missing: bool = False) -> Any:
         if loss is None:
@@ -127,4 +142,5 @@ class LossLogger(Callback):
         return loss
 
     def __repr__(self) -> str:
-        return f"LossLogger(every_n_steps={self.every.n}, tag={self.tag!r})"
+        reduce = f", reduce={self.reduce!r}" if self.reduce else ""
+        return f"LossLogger(every_n_steps={self.every.n}, tag={self.tag!r}{reduce})"

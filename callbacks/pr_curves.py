@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import torch
 
 from callbacks.base import Callback
-from trackers import pr_curve
+from trackers import distributed, pr_curve
 from trackers.report import OnceReporter
 from trackers.state import BatchRecord, RunState
-from trackers.writers.records import Deferred, PRCurve
+from trackers.writers.records import Deferred, PRCurve, snapshot
 
 
 def _checked_buckets(outputs: torch.Tensor, targets: torch.Tensor, num_thresholds: int,
@@ -42,7 +42,9 @@ class PRCurves(Callback):
     class in torch — on the device, or on the writer thread for CPU tensors —
     exactly as ``add_pr_curve`` counts them, one curve per class tagged
     ``tag_prefix + class name``. The seeds compare against the predicted
-    class; these curves compare against the true targets.
+    class; these curves compare against the true targets. In a distributed
+    job each rank counts its own validation share and the counts are summed
+    across ranks, so rank zero writes the curves of the whole validation set.
     """
 
     def __init__(self, classes: Sequence[str], num_thresholds: int = 127, probabilities: bool = False,
@@ -75,6 +77,9 @@ class PRCurves(Callback):
         self._targets.append(targets.detach())
 
     def on_train_end(self, state: RunState) -> None:
+        if distributed.world_size() > 1:
+            self._write_summed_over_ranks(state)
+            return
         if not self._outputs:
             self._reporter.warn(
                 "no-validation",
@@ -85,7 +90,27 @@ class PRCurves(Callback):
         outputs, targets = torch.cat(self._outputs), torch.cat(self._targets)
         self._outputs, self._targets = [], []
         raw = Deferred.on_device(_checked_buckets, outputs, targets, self.num_thresholds, self.probabilities)
-        checked = Deferred(self._report_left_out, raw)
+        self._submit(state, Deferred(self._report_left_out, raw))
+
+    def _write_summed_over_ranks(self, state: RunState) -> None:
+        """Every rank counts its own share on its device; the counts are summed (three all-reduces)."""
+        if self._outputs:
+            outputs, targets = torch.cat(self._outputs), torch.cat(self._targets)
+            raw = _checked_buckets(outputs, targets, self.num_thresholds, self.probabilities)
+        else:  # still take part in the collectives
+            device = torch.device("cuda", torch.cuda.current_device()) if (
+                torch.distributed.get_backend() == "nccl") else torch.device("cpu")
+            zero = torch.zeros((), dtype=torch.long, device=device)
+            raw = (torch.zeros(len(self.classes), 2, self.num_thresholds, dtype=torch.long, device=device),
+                   zero, zero.clone())
+        self._outputs, self._targets = [], []
+        summed = tuple(distributed.sum_across_ranks(t) for t in raw)
+        if not distributed.is_rank_zero():
+            return
+        checked = Deferred(self._report_left_out, Deferred(lambda value: value, tuple(snapshot(t) for t in summed)))
+        self._submit(state, checked)
+
+    def _submit(self, state: RunState, checked: Deferred) -> None:
         walltime = time.time()
         for index, name in enumerate(self.classes):
             state.writer.submit(PRCurve(self.tag_prefix + name, checked.part(index), max(state.step, 0), walltime,

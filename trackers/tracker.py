@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import torch
 
 from callbacks.base import Callback
-from trackers import lifecycle
+from trackers import distributed, lifecycle
 from trackers.capture import ForwardCapture, detach_tree
 from trackers.dispatch import CallbackList
 from trackers.report import OnceReporter
@@ -52,7 +52,9 @@ class Tracker:
     dir, a backend name (``"tensorboard"``, ``"memory"``) or a
     :class:`~trackers.writers.Writer`; ``None`` means TensorBoard in
     ``runs/<datetime>_<host>``. With ``strict=True`` a failing callback or
-    writer raises instead of being reported and skipped.
+    writer raises instead of being reported and skipped. In a distributed
+    job only rank zero writes; the other ranks run the same callbacks (so
+    their collectives line up) into a do-nothing writer.
 
     Leaving the ``with`` block (or :meth:`close`) ends the run: the
     end-of-run callbacks run, everything is flushed and the writer closed.
@@ -68,7 +70,10 @@ class Tracker:
     ) -> None:
         self.callbacks = CallbackList(default_callbacks() if callbacks is None else callbacks, strict=strict)
         self._capture = ForwardCapture(model) if model is not None else None
-        self.writer = resolve_writer(writer)
+        if not distributed.is_rank_zero() and isinstance(writer, Writer):
+            writer.close()  # one run per job: only rank zero writes
+            writer = None
+        self.writer = resolve_writer(writer, rank_zero=distributed.is_rank_zero())
         if strict:
             self.writer.strict = True
         self.strict = strict

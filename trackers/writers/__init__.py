@@ -3,12 +3,14 @@
 from trackers.writers.base import Writer
 from trackers.writers.logdir import LogDirError
 from trackers.writers.memory import MemoryWriter
+from trackers.writers.null import NullWriter
 from trackers.writers.registry import register_writer_backend, resolve_writer, writer_backends
 from trackers.writers.tensorboard import TensorBoardWriter
 
 __all__ = [
     "LogDirError",
     "MemoryWriter",
+    "NullWriter",
     "TensorBoardWriter",
     "Writer",
     "register_writer_backend",

@@ -28,10 +28,15 @@ def resolve_writer(spec: Writer | str | os.PathLike[str] | None, **options: Any)
     ``None``: TensorBoard in ``runs/<datetime>_<host>``; a registered name
     (``"tensorboard"``, ``"memory"``): that backend with its defaults; any
     other string or path: TensorBoard in that directory; a ``Writer``: used
-    as given.
+    as given. ``rank_zero=False`` (a non-zero distributed rank) gives a
+    :class:`~trackers.writers.null.NullWriter` for anything but an instance.
     """
     if isinstance(spec, Writer):
         return spec
+    if not options.pop("rank_zero", True):
+        from trackers.writers.null import NullWriter
+
+        return NullWriter()
     if spec is None:
         return _BACKENDS["tensorboard"](**options)
     if isinstance(spec, str) and spec in _BACKENDS:
