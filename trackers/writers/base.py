@@ -41,11 +41,20 @@ from trackers.writers.worker import RecordQueue
 
 
 class Writer:
-    """Base class of every backend; see the module docstring for the two sides."""
+    """Base class of every backend; see the module docstring for the two sides.
+
+    Options every backend takes: ``flush_secs`` (how often the writer thread
+    flushes on its own), ``max_pending`` (how many records may wait for the
+    writer thread), ``when_full`` (``"block"``: the training thread waits for
+    room, nothing is lost; ``"drop_oldest"``: the oldest waiting record is
+    dropped and counted, training never waits) and ``strict`` (raise instead
+    of reporting a failed write).
+    """
 
     name = "writer"
 
-    def __init__(self, *, flush_secs: float = 2.0, max_pending: int = 10_000, strict: bool = False) -> None:
+    def __init__(self, *, flush_secs: float = 2.0, max_pending: int = 10_000, when_full: str = "block",
+                 strict: bool = False) -> None:
         self.strict = strict
         self._reporter = OnceReporter()
         self._errors = 0
@@ -59,6 +68,7 @@ class Writer:
             name=f"looptrack-{self.name}-writer",
             flush_secs=flush_secs,
             max_pending=max_pending,
+            when_full=when_full,
         )
         from trackers.lifecycle import register_writer
 
@@ -246,6 +256,9 @@ class Writer:
         from trackers.lifecycle import unregister_writer
 
         unregister_writer(self)
+        if self._queue.dropped:
+            self._reporter.warn("closing-dropped", f"{self.describe()}: {self._queue.dropped} record(s) were "
+                                "dropped because the queue was full (when_full='drop_oldest')")
         if self._errors and not self.strict:
             self._reporter.warn(
                 "closing-errors",
@@ -331,7 +344,18 @@ class Writer:
     def _put(self, record: Any) -> None:
         if self.strict:
             self._raise_if_strict_error()
-        self._queue.put(record)
+        if not self._queue.put(record):
+            self._reporter.warn(
+                "dropping", f"{self.describe()}: the writer can't keep up and its queue is full "
+                f"(max_pending={self._queue._max_pending}); dropping the oldest waiting records "
+                "(when_full='drop_oldest'). The count is reported at close; when_full='block' waits instead",
+                stacklevel=4,
+            )
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped because the queue was full (``when_full="drop_oldest"``)."""
+        return self._queue.dropped
 
     def _write_record(self, record: Any) -> None:
         if isinstance(record, rec.Scalar):

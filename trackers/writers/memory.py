@@ -22,10 +22,11 @@ class MemoryWriter(Writer):
 
     name = "memory"
 
-    def __init__(self, *, flush_secs: float = 2.0, max_pending: int = 10_000, strict: bool = False) -> None:
+    def __init__(self, *, flush_secs: float = 2.0, max_pending: int = 10_000, when_full: str = "block",
+                 strict: bool = False) -> None:
         self._records: list[Any] = []
         self._lock = threading.Lock()
-        super().__init__(flush_secs=flush_secs, max_pending=max_pending, strict=strict)
+        super().__init__(flush_secs=flush_secs, max_pending=max_pending, when_full=when_full, strict=strict)
 
     @property
     def records(self) -> list[Any]:

@@ -36,6 +36,7 @@ class TensorBoardWriter(Writer):
         filename_suffix: str = "",
         flush_secs: float = 2.0,
         max_pending: int = 10_000,
+        when_full: str = "block",
         strict: bool = False,
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -46,7 +47,7 @@ class TensorBoardWriter(Writer):
             self.log_dir, purge_step=purge_step, max_queue=1_000, flush_secs=10**6,
             filename_suffix=filename_suffix,
         )
-        super().__init__(flush_secs=flush_secs, max_pending=max_pending, strict=strict)
+        super().__init__(flush_secs=flush_secs, max_pending=max_pending, when_full=when_full, strict=strict)
 
     def describe(self) -> str:
         return f"TensorBoardWriter({self.log_dir!r})"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 _POLL_SECONDS = 0.05
+WHEN_FULL = ("block", "drop_oldest")
 
 
 class _Barrier:
@@ -46,11 +47,16 @@ class RecordQueue:
         name: str,
         flush_secs: float = 2.0,
         max_pending: int = 10_000,
+        when_full: str = "block",
     ) -> None:
         if flush_secs <= 0:
             raise ValueError(f"{name}: flush_secs must be > 0, got {flush_secs!r}")
         if max_pending < 1:
             raise ValueError(f"{name}: max_pending must be >= 1, got {max_pending!r}")
+        if when_full not in WHEN_FULL:
+            raise ValueError(f"{name}: when_full must be one of {', '.join(WHEN_FULL)}, got {when_full!r}")
+        self.when_full = when_full
+        self.dropped = 0
         self._handle = handle
         self._flush = flush
         self._close = close
@@ -65,11 +71,28 @@ class RecordQueue:
         self._thread.start()
 
     # --- training thread -------------------------------------------------
-    def put(self, record: Any) -> None:
-        """Hand a record over; blocks only while ``max_pending`` records wait."""
+    def put(self, record: Any) -> bool:
+        """Hand a record over. When ``max_pending`` records wait, ``when_full="block"`` waits for room
+        and ``"drop_oldest"`` drops the oldest waiting record; returns False when one was dropped."""
+        kept_all = True
         if len(self._pending) >= self._max_pending:
-            self._wait_for_room()
+            if self.when_full == "block":
+                self._wait_for_room()
+            else:
+                kept_all = self._drop_oldest()
         self._pending.append(record)
+        return kept_all
+
+    def _drop_oldest(self) -> bool:
+        try:
+            oldest = self._pending.popleft()
+        except IndexError:  # the writer thread just emptied it
+            return True
+        if isinstance(oldest, _Barrier):  # never drop a flush: someone waits for it
+            self._pending.appendleft(oldest)
+            return True
+        self.dropped += 1
+        return False
 
     def flush(self, timeout: float | None = None, *, wake: bool = True) -> bool:
         """Return once everything put before this call is written and flushed.
