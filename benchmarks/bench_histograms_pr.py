@@ -11,7 +11,6 @@ thread then spends (off the training thread) is printed too, for honesty.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
@@ -20,14 +19,14 @@ import torch
 import torchvision
 from torch.utils.tensorboard import SummaryWriter
 
-from callbacks import ParameterHistograms, PRCurves
-from trackers import TensorBoardWriter
-from trackers.state import BatchRecord, RunState
+from benchmarks_path import add_repo_to_path
 
+add_repo_to_path()
 
-def machine() -> str:
-    return (f"{platform.platform()} | {platform.processor() or platform.machine()} | cpus={torch.get_num_threads()} "
-            f"torch threads | torch {torch.__version__}")
+from callbacks import ParameterHistograms, PRCurves  # noqa: E402
+from common import machine  # noqa: E402
+from trackers import TensorBoardWriter  # noqa: E402
+from trackers.state import BatchRecord, RunState  # noqa: E402
 
 
 def bench_histograms(rounds: int, root: str) -> None:

@@ -106,3 +106,19 @@ def test_demo_end_to_end_in_a_subprocess(tmp_path, subprocess_env):
     assert [e.step for e in run.Scalars("train/loss")] == list(range(9, 50, 10))
     assert len(run.PluginTagToContent("pr_curves")) == 10
     assert "parameters/conv1.weight" in run.Tags()["histograms"]
+
+
+@pytest.mark.slow
+def test_from_config_example_runs(tmp_path, subprocess_env):
+    from conftest import ROOT
+
+    config = tmp_path / "tracking.yaml"
+    config.write_text((ROOT / "examples" / "tracking.yaml").read_text().replace(
+        "runs/fashion_mnist_from_config", str(tmp_path / "run")))
+    result = subprocess.run([PYTHON, str(ROOT / "examples" / "from_config.py"), "--config", str(config),
+                             "--train-size", "800"], env=subprocess_env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    run = load_run(tmp_path / "run")
+    assert [e.step for e in run.Scalars("val/loss")] == [24]  # 800 images, batches of 32: steps 0-24
+    assert len(run.PluginTagToContent("pr_curves")) == 10

@@ -1,0 +1,93 @@
+"""What LossLogger(every_n_steps=50) costs a training step, measured against a bare loop in the same run.
+
+The tutorial CNN, batch 64 of 1x28x28 images, SGD with momentum, on this
+machine's CPU. Variants run in turn, round after round; medians are compared.
+Target (issue 2): LossLogger costs <= 1 % of the step time.
+
+    python benchmarks/bench_loss_logger.py --rounds 40 --steps 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from benchmarks_path import add_repo_to_path
+
+add_repo_to_path()
+
+from callbacks import LossLogger  # noqa: E402
+from common import machine, paired_rounds, timed  # noqa: E402
+from trackers import Tracker  # noqa: E402
+from trackers.demo import TutorialNet  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+    print(machine())
+    torch.manual_seed(0)
+    batches = [(torch.randn(args.batch_size, 1, 28, 28), torch.randint(0, 10, (args.batch_size,))) for _ in range(32)]
+    net = TutorialNet()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def step(inputs, labels):
+        optimizer.zero_grad()
+        loss = criterion(net(inputs), labels)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    root = tempfile.mkdtemp()
+    tracker = Tracker(net, callbacks=[LossLogger(every_n_steps=50)], writer=f"{root}/looptrack")
+    tracked_step = tracker.train_step(step)
+    summary_writer = SummaryWriter(f"{root}/tutorial")
+
+    def run(step_fn, item: bool = False) -> float:
+        def loop():
+            running = 0.0
+            for i in range(args.steps):
+                loss = step_fn(*batches[i % 32])
+                if item:  # the tutorial: read the loss back every step, log every 50
+                    running += loss.item()
+                    if i % 50 == 49:
+                        summary_writer.add_scalar("training loss", running / 50, i)
+                        running = 0.0
+        return timed(loop) / args.steps
+
+    def bare() -> float:
+        return run(step)
+
+    def looptrack() -> float:
+        return run(tracked_step)
+
+    def tutorial() -> float:
+        return run(step, item=True)
+
+    for warm in (bare, looptrack, tutorial):
+        warm()
+    variants = {"bare loop": bare, "looptrack LossLogger(50)": looptrack,
+                "tutorial (.item() every step + add_scalar)": tutorial}
+    rounds = paired_rounds(variants, args.rounds)
+    tracker.close()
+    summary_writer.close()
+    base = statistics.median(rounds["bare loop"])
+    print(f"\ntutorial CNN, batch {args.batch_size}, {args.steps} steps x {args.rounds} interleaved rounds")
+    print(f"  {'variant':44s} {'ms/step':>9s} {'vs bare (median of per-round ratios)':>38s}")
+    for name, values in rounds.items():
+        ratios = [v / b for v, b in zip(values, rounds["bare loop"])]
+        print(f"  {name:44s} {statistics.median(values) * 1e3:9.3f} {100 * (statistics.median(ratios) - 1):+37.2f}%")
+    ratios = [v / b for v, b in zip(rounds["looptrack LossLogger(50)"], rounds["bare loop"])]
+    print(f"  LossLogger overhead: {100 * (statistics.median(ratios) - 1):+.2f}% (target <= 1 %)")
+
+
+if __name__ == "__main__":
+    main()
