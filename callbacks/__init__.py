@@ -4,8 +4,26 @@
 """
 
 from callbacks.base import EVENTS, Callback
+from callbacks.embedding import Embedding
 from callbacks.histograms import ParameterHistograms
+from callbacks.hparams import HParams
+from callbacks.image_grid import ImageGrid
+from callbacks.learning_rate import LearningRate
 from callbacks.loss import LossLogger
 from callbacks.pr_curves import PRCurves
+from callbacks.prediction_figure import PredictionFigure
+from callbacks.text import TextLogger
 
-__all__ = ["EVENTS", "Callback", "LossLogger", "PRCurves", "ParameterHistograms"]
+__all__ = [
+    "EVENTS",
+    "Callback",
+    "Embedding",
+    "HParams",
+    "ImageGrid",
+    "LearningRate",
+    "LossLogger",
+    "PRCurves",
+    "ParameterHistograms",
+    "PredictionFigure",
+    "TextLogger",
+]

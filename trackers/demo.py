@@ -110,14 +110,23 @@ def fashion_mnist_datasets(data_dir: str = "./data", download: bool = False, tra
             f"({train_size} train, {test_size} test images; pass --download to fetch the real one)")
 
 
-def demo_callbacks(log_every: int) -> list:
+def demo_callbacks(log_every: int, optimizer: torch.optim.Optimizer, hparams: dict) -> list:
     """What the demo logs: everything the tutorial does by hand, and a little more."""
-    from callbacks.histograms import ParameterHistograms
-    from callbacks.loss import LossLogger
-    from callbacks.pr_curves import PRCurves
+    from callbacks import (Embedding, HParams, ImageGrid, LearningRate, LossLogger, ParameterHistograms,
+                           PRCurves, PredictionFigure, TextLogger)
 
-    return [LossLogger(every_n_steps=log_every), ParameterHistograms(every_n_steps=log_every * 5),
-            PRCurves(classes=list(CLASSES))]
+    classes = list(CLASSES)
+    return [
+        LossLogger(every_n_steps=log_every),
+        PredictionFigure(classes, every_n_steps=log_every * 4),
+        ImageGrid(tag="four_fashion_mnist_images", n=4),
+        ParameterHistograms(every_n_steps=log_every * 2),
+        LearningRate(optimizer, every_n_steps=log_every),
+        PRCurves(classes=classes),
+        Embedding(n=200, layer="fc2", classes=classes),
+        TextLogger(tag="model"),
+        HParams(hparams),
+    ]
 
 
 def fresh_log_dir(path: str) -> str:
@@ -179,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9)
     started = time.perf_counter()
 
-    with Tracker(net, callbacks=demo_callbacks(args.log_every), writer=log_dir) as tracker:
+    hparams = {"lr": args.lr, "batch_size": args.batch_size, "epochs": args.epochs, "optimizer": "SGD(momentum=0.9)"}
+    with Tracker(net, callbacks=demo_callbacks(args.log_every, optimizer, hparams), writer=log_dir) as tracker:
         @tracker.train_step
         def train_step(inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             optimizer.zero_grad()

@@ -61,6 +61,12 @@ def summarize(log_dir: str | os.PathLike[str]) -> list[TagSummary]:
                 last = events[-1].value if key == "scalars" and events else None
                 rows.append(TagSummary(run, tag, kind, len(events), events[0].step if events else None,
                                        events[-1].step if events else None, last))
+        try:
+            hparams = accumulator.PluginTagToContent("hparams")
+        except KeyError:
+            hparams = {}
+        if "_hparams_/experiment" in hparams:
+            rows.append(TagSummary(run, "(hparams)", "hparams", 1, None, None, None))
         if tags.get("graph"):
             rows.append(TagSummary(run, "(graph)", "graph", 1, None, None, None))
     return rows

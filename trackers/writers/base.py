@@ -60,6 +60,7 @@ class Writer:
         self._errors = 0
         self._first_error: BaseException | None = None
         self._closed = False
+        self._last_scalars: dict[str, Any] = {}
         self._queue = RecordQueue(
             self._write_record,
             self.flush_backend,
@@ -81,7 +82,13 @@ class Writer:
     ) -> None:
         """Log one number (a Python number or a one-element tensor, on any device)."""
         if self._accept("scalar", tag, step):
-            self._put(rec.Scalar(tag, rec.snapshot(value), step, walltime or time.time(), source))
+            value = rec.snapshot(value)
+            self._last_scalars[tag] = value
+            self._put(rec.Scalar(tag, value, step, walltime or time.time(), source))
+
+    def last_scalar(self, tag: str) -> Any:
+        """The last value logged under ``tag`` (a snapshot; no read-back), or None."""
+        return self._last_scalars.get(tag)
 
     def scalars(self, main_tag: str, values: Mapping[str, Any], step: int | None = None, *,
                 walltime: float | None = None) -> None:
@@ -234,11 +241,16 @@ class Writer:
                                     metadata_header, time.time()))
 
     def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, Any] | None = None, *,
-                step: int | None = None) -> None:
-        """Log the run's hyper-parameters and the metrics they led to."""
+                step: int | None = None, metrics_logged: bool = False) -> None:
+        """Log the run's hyper-parameters and the metrics they led to.
+
+        The metrics are also written as scalars, unless ``metrics_logged``
+        says they are tags already logged during the run (TensorBoard's
+        HParams tab then reads those series).
+        """
         if self._accept("hparams", "hparams", step):
             metrics = {k: rec.snapshot(v) for k, v in (metrics or {}).items()}
-            self._put(rec.HParams(dict(hparams), metrics, step, time.time()))
+            self._put(rec.HParams(dict(hparams), metrics, step, time.time(), write_scalars=not metrics_logged))
 
     def flush(self, timeout: float | None = None) -> None:
         """Return once everything logged before this call is written and flushed."""

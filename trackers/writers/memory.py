@@ -106,6 +106,7 @@ class MemoryWriter(Writer):
 
     def write_embedding(self, record: rec.Embedding) -> None:
         record.mat = rec.materialize(record.mat)
+        record.metadata = rec.materialize(record.metadata)
         record.label_img = rec.materialize(record.label_img)
         self._keep(record)
 

@@ -22,6 +22,7 @@ class NullWriter(Writer):
         self._closed = False
         self._errors = 0
         self._first_error = None
+        self._last_scalars: dict[str, Any] = {}
 
     def _accept(self, kind: str, tag: Any, step: Any) -> bool:
         return False

@@ -288,6 +288,7 @@ class HParams:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     step: int | None = None
     walltime: float | None = None
+    write_scalars: bool = True
     tag: str = "hparams"
     kind = "hparams"
 

@@ -10,6 +10,16 @@ from trackers.writers.base import Writer
 from trackers.writers.logdir import default_log_dir, ensure_writable_dir
 
 
+def render_figure(figure: Any) -> Any:
+    """A matplotlib Figure as an HWC uint8 RGB array, through the Agg canvas (pyplot is never touched)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
 class TensorBoardWriter(Writer):
     """Writes a normal TensorBoard run directory (``tensorboard --logdir`` shows it).
 
@@ -97,7 +107,8 @@ class TensorBoardWriter(Writer):
 
     def write_figure(self, record: rec.Figure) -> None:
         figure = record.figure() if callable(record.figure) else record.figure
-        self._summary_writer.add_figure(record.tag, figure, record.step, close=True, walltime=record.walltime)
+        self._summary_writer.add_image(record.tag, render_figure(figure), record.step, record.walltime,
+                                       dataformats="HWC")
 
     def write_text(self, record: rec.Text) -> None:
         self._summary_writer.add_text(record.tag, record.text, record.step, record.walltime)
@@ -118,7 +129,8 @@ class TensorBoardWriter(Writer):
 
     def write_embedding(self, record: rec.Embedding) -> None:
         self._summary_writer.add_embedding(
-            rec.materialize(record.mat), metadata=record.metadata, label_img=rec.materialize(record.label_img),
+            rec.materialize(record.mat), metadata=rec.materialize(record.metadata),
+            label_img=rec.materialize(record.label_img),
             global_step=record.step, tag=record.tag, metadata_header=record.metadata_header,
         )
 
@@ -130,8 +142,9 @@ class TensorBoardWriter(Writer):
         file_writer = self._summary_writer._get_file_writer()
         for summary in (experiment, start, end):
             file_writer.add_summary(summary, record.step, record.walltime)
-        for tag, value in metrics.items():
-            self._summary_writer.add_scalar(tag, value, record.step, record.walltime)
+        if record.write_scalars:
+            for tag, value in metrics.items():
+                self._summary_writer.add_scalar(tag, value, record.step, record.walltime)
 
     def read_scalars(self) -> dict[str, list[list[float]]]:
         """Every scalar in this run's directory (and its ``scalars`` sub-runs), read with TensorBoard's reader."""

@@ -1,0 +1,50 @@
+"""A grid of a batch's input images (the tutorial's ``add_image(make_grid(images))``)."""
+
+from __future__ import annotations
+
+import torch
+
+from callbacks.base import Callback
+from callbacks.images import Unnormalize, as_nchw, check_unnormalize, image_problem, unnormalized
+from trackers.report import OnceReporter
+from trackers.schedule import Every
+from trackers.state import BatchRecord, RunState
+
+
+class ImageGrid(Callback):
+    """The inputs of the first training batch as one image grid, or of every N-th batch.
+
+    >>> tracker = Tracker(net, callbacks=[ImageGrid(tag="four_fashion_mnist_images", n=4)])   # doctest: +SKIP
+
+    The grid is built with ``torchvision.utils.make_grid`` on the inputs'
+    device at the logging step; ``unnormalize`` as in
+    :class:`~callbacks.prediction_figure.PredictionFigure`.
+    """
+
+    def __init__(self, every_n_steps: int | None = None, tag: str = "images", n: int | None = None,
+                 nrow: int = 8, unnormalize: Unnormalize = (0.5, 0.5)) -> None:
+        self.every = None if every_n_steps is None else Every(every_n_steps, owner="ImageGrid")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"ImageGrid: n must be a positive integer or None (the whole batch), got {n!r}")
+        self.tag = tag
+        self.n = n
+        self.nrow = nrow
+        self.unnormalize = check_unnormalize(unnormalize, "ImageGrid")
+        self.disabled = False
+        self._reporter = OnceReporter()
+
+    def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
+        due = state.step == 0 if self.every is None else self.every.fires(state.step)
+        if self.disabled or not due:
+            return
+        problem = image_problem(batch.inputs)
+        if problem:
+            self.disabled = True
+            self._reporter.warn("disabled", f"ImageGrid: {problem}; it turns itself off for this run")
+            return
+        from torchvision.utils import make_grid
+
+        with torch.no_grad():
+            images = as_nchw(batch.inputs.detach())[: self.n]
+            grid = make_grid(unnormalized(images, self.unnormalize), nrow=self.nrow)
+        state.writer.image(self.tag, grid, state.step)
