@@ -5,6 +5,7 @@
 
 from callbacks.base import EVENTS, Callback
 from callbacks.embedding import Embedding
+from callbacks.graph import GraphTrace
 from callbacks.histograms import ParameterHistograms
 from callbacks.hparams import HParams
 from callbacks.image_grid import ImageGrid
@@ -18,6 +19,7 @@ __all__ = [
     "EVENTS",
     "Callback",
     "Embedding",
+    "GraphTrace",
     "HParams",
     "ImageGrid",
     "LearningRate",

@@ -188,11 +188,11 @@ def test_close_is_idempotent_and_removes_forward_hooks(net):
     assert len(net._forward_hooks) == 0 and len(net._forward_pre_hooks) == 0
 
 
-def test_default_callbacks_include_the_loss_logger(net):
-    from callbacks import LossLogger
+def test_default_callbacks_include_the_loss_logger_and_the_graph(net):
+    from callbacks import GraphTrace, LossLogger
 
     tracker = Tracker(net, writer=MemoryWriter())
-    assert [type(cb) for cb in tracker.callbacks.callbacks] == [LossLogger]
+    assert [type(cb) for cb in tracker.callbacks.callbacks] == [LossLogger, GraphTrace]
     tracker.close()
 
 

@@ -112,14 +112,15 @@ def fashion_mnist_datasets(data_dir: str = "./data", download: bool = False, tra
 
 def demo_callbacks(log_every: int, optimizer: torch.optim.Optimizer, hparams: dict) -> list:
     """What the demo logs: everything the tutorial does by hand, and a little more."""
-    from callbacks import (Embedding, HParams, ImageGrid, LearningRate, LossLogger, ParameterHistograms,
-                           PRCurves, PredictionFigure, TextLogger)
+    from callbacks import (Embedding, GraphTrace, HParams, ImageGrid, LearningRate, LossLogger,
+                           ParameterHistograms, PRCurves, PredictionFigure, TextLogger)
 
     classes = list(CLASSES)
     return [
         LossLogger(every_n_steps=log_every),
         PredictionFigure(classes, every_n_steps=log_every * 4),
         ImageGrid(tag="four_fashion_mnist_images", n=4),
+        GraphTrace(),
         ParameterHistograms(every_n_steps=log_every * 2),
         LearningRate(optimizer, every_n_steps=log_every),
         PRCurves(classes=classes),

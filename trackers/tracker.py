@@ -24,10 +24,11 @@ StepFn = TypeVar("StepFn", bound=Callable[..., Any])
 
 
 def default_callbacks() -> list[Callback]:
-    """What ``Tracker(model)`` logs when no callbacks are given: the loss every 50 steps."""
+    """What ``Tracker(model)`` logs when no callbacks are given: the loss every 50 steps and the model's graph."""
+    from callbacks.graph import GraphTrace
     from callbacks.loss import LossLogger
 
-    return [LossLogger()]
+    return [LossLogger(), GraphTrace()]
 
 
 class Tracker:
