@@ -140,3 +140,17 @@ def test_histogram_and_pr_curve_do_not_sync_the_caller():
     writer.close()
     assert counter.syncs == 0
     assert writer.tags() == {"h", "p"}
+
+
+def test_video_without_moviepy_names_the_fix(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "moviepy", None)
+    writer = TensorBoardWriter(tmp_path)
+    with pytest.warns(LooptrackWarning, match=r"videos need moviepy 1.x: pip install 'looptrack\[video\]'"):
+        writer.video("clip", torch.rand(1, 4, 3, 8, 8), 0)
+        writer.close()
+    memory = MemoryWriter()
+    memory.video("clip", torch.rand(1, 4, 3, 8, 8), 0)
+    memory.close()
+    assert memory.records[0].video.shape == (1, 4, 3, 8, 8)

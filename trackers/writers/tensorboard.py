@@ -96,6 +96,10 @@ class TensorBoardWriter(Writer):
                                        record.sample_rate, record.walltime)
 
     def write_video(self, record: rec.Video) -> None:
+        try:  # SummaryWriter.add_video needs moviepy 1.x and only prints when it is missing
+            from moviepy import editor  # noqa: F401
+        except ImportError as error:
+            raise RuntimeError("videos need moviepy 1.x: pip install 'looptrack[video]'") from error
         self._summary_writer.add_video(record.tag, rec.materialize(record.video), record.step, record.fps,
                                        record.walltime)
 
