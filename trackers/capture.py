@@ -42,12 +42,15 @@ class ForwardCapture:
         self.calls = 0
         self.first_args: tuple[Any, ...] | None = None
         self.first_kwargs: dict[str, Any] | None = None
+        self.last_args: tuple[Any, ...] = ()
+        self.last_kwargs: dict[str, Any] = {}
         self._handles: list[RemovableHandle] = [
             model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
             model.register_forward_hook(self._after_forward),
         ]
 
     def _before_forward(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.last_args, self.last_kwargs = args, kwargs  # references only, for loop adapters
         if self.first_args is None:
             self.first_args = detach_tree(args)
             self.first_kwargs = detach_tree(kwargs)
