@@ -195,3 +195,39 @@ def test_memory_writer_keeps_cpu_copies():
     image, histogram = writer.records
     assert torch.equal(image.image, torch.ones(1, 2, 2))
     assert histogram.num == 4 and sum(histogram.bucket_counts) == 4 and writer.tags("histogram_raw") == {"h"}
+
+
+def test_a_deleted_log_dir_is_noticed_and_recreated(tmp_path):
+    import shutil
+
+    log_dir = tmp_path / "run"
+    writer = TensorBoardWriter(log_dir, flush_secs=3600)
+    writer.scalar("x", 1.0, 0)
+    writer.flush()
+    shutil.rmtree(log_dir)
+    with pytest.warns(LooptrackWarning, match="was deleted during the run; it is created again"):
+        writer.scalar("x", 2.0, 1)
+        writer.flush()  # notices
+        writer.scalar("x", 3.0, 2)
+        writer.close()
+    assert writer.recreated == 1
+    assert scalar_series(log_dir, "x") == [(2, 3.0)]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_writer_thread_is_surfaced_not_swallowed():
+    writer = MemoryWriter()
+    writer._queue._pending.append(SystemExit())  # not an Exception: it kills the thread
+    writer._queue._handle = lambda item: (_ for _ in ()).throw(item)
+    deadline = time.monotonic() + 10
+    while writer._queue.alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.warns(LooptrackWarning, match="the writer thread has stopped"):
+        writer.scalar("x", 1.0, 0)
+    strict = MemoryWriter(strict=True)
+    strict._queue._handle = writer._queue._handle
+    strict._queue._pending.append(SystemExit())
+    while strict._queue.alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(LoggingError, match="the writer thread has stopped"):
+        strict.scalar("x", 1.0, 0)

@@ -50,7 +50,7 @@ class FileReport:
         return not self.problems
 
 
-def _records(data: bytes, report: FileReport) -> Iterator[bytes]:
+def read_records(data: bytes, report: FileReport) -> Iterator[bytes]:
     """Yield every record whose CRCs check, noting each problem; resynchronises after a bad header."""
     offset, end = 0, len(data)
     while offset < end:
@@ -97,6 +97,12 @@ def _next_record(data: bytes, offset: int) -> int:
     return end
 
 
+def frame(payload: bytes) -> bytes:
+    """One TFRecord: length, its CRC, the payload, its CRC."""
+    header = struct.pack("<Q", len(payload))
+    return header + struct.pack("<I", _masked_crc32c(header)) + payload + struct.pack("<I", _masked_crc32c(payload))
+
+
 def event_files(log_dir: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in Path(log_dir).rglob("*") if p.is_file() and "tfevents" in p.name)
 
@@ -107,7 +113,7 @@ def check(log_dir: str | os.PathLike[str]) -> list[FileReport]:
     for path in event_files(log_dir):
         data = path.read_bytes()
         report = FileReport(path, size=len(data))
-        for _ in _records(data, report):
+        for _ in read_records(data, report):
             pass
         reports.append(report)
     return reports
@@ -125,10 +131,8 @@ def salvage(log_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) ->
         target = out_dir / path.relative_to(log_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target, "wb") as out:
-            for payload in _records(data, report):
-                header = struct.pack("<Q", len(payload))
-                out.write(header + struct.pack("<I", _masked_crc32c(header)) + payload
-                          + struct.pack("<I", _masked_crc32c(payload)))
+            for payload in read_records(data, report):
+                out.write(frame(payload))
         reports.append(report)
     return reports
 

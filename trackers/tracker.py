@@ -53,7 +53,9 @@ class Tracker:
     dir, a backend name (``"tensorboard"``, ``"memory"``) or a
     :class:`~trackers.writers.Writer`; ``None`` means TensorBoard in
     ``runs/<datetime>_<host>``. With ``strict=True`` a failing callback or
-    writer raises instead of being reported and skipped. In a distributed
+    writer raises instead of being reported and skipped. ``resume_step=T``
+    continues a run in the same log dir at step T, removing the old events
+    at and after T so curves don't double back. In a distributed
     job only rank zero writes; the other ranks run the same callbacks (so
     their collectives line up) into a do-nothing writer.
 
@@ -68,17 +70,27 @@ class Tracker:
         writer: Writer | str | os.PathLike[str] | None = None,
         *,
         strict: bool = False,
+        resume_step: int | None = None,
     ) -> None:
+        if resume_step is not None and (isinstance(resume_step, bool) or not isinstance(resume_step, int)
+                                        or resume_step < 0):
+            raise ValueError(f"Tracker: resume_step must be a non-negative integer, got {resume_step!r}")
+        if resume_step is not None and isinstance(writer, Writer):
+            raise ValueError("Tracker(resume_step=...) needs writer= as a log dir or backend name; for a writer "
+                             "you built, pass purge_step to it (TensorBoardWriter(log_dir, purge_step=T))")
         self.callbacks = CallbackList(default_callbacks() if callbacks is None else callbacks, strict=strict)
         self._capture = ForwardCapture(model) if model is not None else None
         if not distributed.is_rank_zero() and isinstance(writer, Writer):
             writer.close()  # one run per job: only rank zero writes
             writer = None
-        self.writer = resolve_writer(writer, rank_zero=distributed.is_rank_zero())
+        options = {} if resume_step is None else {"purge_step": resume_step}
+        self.writer = resolve_writer(writer, rank_zero=distributed.is_rank_zero(), **options)
         if strict:
             self.writer.strict = True
         self.strict = strict
         self.state = RunState(model=model, writer=self.writer, strict=strict, capture=self._capture)
+        if resume_step is not None:
+            self.state.step = resume_step - 1  # the next training step is resume_step
         self._reporter = OnceReporter()
         self._started = False
         self._closed = False

@@ -255,9 +255,16 @@ class Writer:
     def flush(self, timeout: float | None = None) -> None:
         """Return once everything logged before this call is written and flushed."""
         self._raise_if_strict_error()
-        if not self._closed:
-            self._queue.flush(timeout)
+        if not self._closed and not self._queue.flush(timeout) and not self._queue.alive:
+            self._thread_died()
         self._raise_if_strict_error()
+
+    def _thread_died(self) -> None:
+        message = (f"{self.describe()}: the writer thread has stopped; {self._queue.pending} waiting record(s) "
+                   "and everything logged from now on are lost. This is a looptrack bug: please report it")
+        if self.strict:
+            raise LoggingError(message)
+        self._reporter.warn("thread-died", message, stacklevel=4)
 
     def close(self, timeout: float | None = None) -> None:
         """Write everything, flush and release the backend. Calling it again does nothing."""
@@ -356,6 +363,9 @@ class Writer:
     def _put(self, record: Any) -> None:
         if self.strict:
             self._raise_if_strict_error()
+        if not self._queue.alive:
+            self._thread_died()
+            return
         if not self._queue.put(record):
             self._reporter.warn(
                 "dropping", f"{self.describe()}: the writer can't keep up and its queue is full "

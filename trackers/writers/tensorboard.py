@@ -31,8 +31,9 @@ class TensorBoardWriter(Writer):
     >>> writer.close()                                                               # doctest: +SKIP
 
     ``log_dir=None`` means ``runs/<datetime>_<host><comment>`` as with
-    ``SummaryWriter``; ``purge_step`` hides events at and after that step from
-    an earlier, crashed run in the same directory.
+    ``SummaryWriter``; ``purge_step=T`` resumes a run in the same directory:
+    the earlier files lose their events at and after step T (rewritten, not
+    merely hidden, so every reader agrees).
     """
 
     name = "tensorboard"
@@ -49,15 +50,22 @@ class TensorBoardWriter(Writer):
         when_full: str = "block",
         strict: bool = False,
     ) -> None:
+        self.log_dir = ensure_writable_dir(log_dir if log_dir is not None else default_log_dir(comment))
+        if purge_step is not None:
+            from trackers.resume import trim_events
+
+            trim_events(self.log_dir, purge_step)
+        self._filename_suffix = filename_suffix
+        self._summary_writer = self._open(purge_step)
+        self.recreated = 0
+        super().__init__(flush_secs=flush_secs, max_pending=max_pending, when_full=when_full, strict=strict)
+
+    def _open(self, purge_step: int | None = None) -> Any:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.log_dir = ensure_writable_dir(log_dir if log_dir is not None else default_log_dir(comment))
         # Our own thread decides when to flush; SummaryWriter's timer is pushed out of the way.
-        self._summary_writer = SummaryWriter(
-            self.log_dir, purge_step=purge_step, max_queue=1_000, flush_secs=10**6,
-            filename_suffix=filename_suffix,
-        )
-        super().__init__(flush_secs=flush_secs, max_pending=max_pending, when_full=when_full, strict=strict)
+        return SummaryWriter(self.log_dir, purge_step=purge_step, max_queue=1_000, flush_secs=10**6,
+                             filename_suffix=self._filename_suffix)
 
     def describe(self) -> str:
         return f"TensorBoardWriter({self.log_dir!r})"
@@ -166,7 +174,25 @@ class TensorBoardWriter(Writer):
         return out
 
     def flush_backend(self) -> None:
+        if not os.path.isdir(self.log_dir):
+            self._recreate()
         self._summary_writer.flush()
+
+    def _recreate(self) -> None:
+        """The log dir vanished (deleted under a running job): say so, make it again, write a new file there."""
+        self.recreated += 1
+        self._reporter.warn(
+            ("deleted", self.recreated),
+            f"the log dir {self.log_dir!r} was deleted during the run; it is created again and logging goes on "
+            f"in a new event file (what was written since the last flush, up to {self._queue._flush_secs:g} s, "
+            "went with the deleted directory)",
+        )
+        try:
+            self._summary_writer.close()
+        except Exception:  # the old file is gone anyway
+            pass
+        ensure_writable_dir(self.log_dir)
+        self._summary_writer = self._open()
 
     def close_backend(self) -> None:
         self._summary_writer.close()
