@@ -11,11 +11,15 @@
 from trackers.report import CallbackError, LoggingError, LooptrackWarning
 from trackers.state import BatchRecord, RunState
 from trackers.tracker import Tracker, default_callbacks
-from trackers.writers import LogDirError, MemoryWriter, TensorBoardWriter, Writer
+from trackers.writers import (CsvWriter, JsonlWriter, LogDirError, MemoryWriter, MultiWriter, TensorBoardWriter,
+                              Writer)
 
 __all__ = [
     "BatchRecord",
     "CallbackError",
+    "CsvWriter",
+    "JsonlWriter",
+    "MultiWriter",
     "LogDirError",
     "LoggingError",
     "LooptrackWarning",

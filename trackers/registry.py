@@ -38,6 +38,8 @@ _BUILTIN_CALLBACKS = {
 _BUILTIN_WRITERS = {
     "tensorboard": "trackers.writers.tensorboard:TensorBoardWriter",
     "memory": "trackers.writers.memory:MemoryWriter",
+    "jsonl": "trackers.writers.jsonl:JsonlWriter",
+    "csv": "trackers.writers.csv_writer:CsvWriter",
 }
 _registered: dict[str, dict[str, Any]] = {CALLBACK_GROUP: {}, WRITER_GROUP: {}}
 

@@ -8,6 +8,7 @@ tensor — the only place a device is read back.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,7 @@ class Deferred:
         self._done = False
         self._value: Any = None
         self._pooled = False  # args are POOL buffers, given back once used
+        self._lock = threading.Lock()  # several writers (fan-out) may ask at once
 
     @classmethod
     def on_device(cls, fn: Callable[..., Any], *args: Any) -> Deferred:
@@ -59,6 +61,10 @@ class Deferred:
         return Deferred(lambda: self()[index])
 
     def __call__(self) -> Any:
+        with self._lock:
+            return self._compute()
+
+    def _compute(self) -> Any:
         if not self._done:
             args = [materialize(a) for a in self._args]
             self._value = _map_tensors(self._fn(*args), materialize)

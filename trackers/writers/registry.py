@@ -28,11 +28,20 @@ def resolve_writer(spec: Writer | str | os.PathLike[str] | None, **options: Any)
     ``None``: TensorBoard in ``runs/<datetime>_<host>``; a registered name
     (``"tensorboard"``, ``"memory"``): that backend with its defaults; any
     other string or path: TensorBoard in that directory; a ``Writer``: used
-    as given. ``rank_zero=False`` (a non-zero distributed rank) gives a
+    as given; a list of any of these: all of them (:class:`MultiWriter`). ``rank_zero=False`` (a non-zero distributed rank) gives a
     :class:`~trackers.writers.null.NullWriter` for anything but an instance.
     """
     if isinstance(spec, Writer):
         return spec
+    if isinstance(spec, (list, tuple)):
+        from trackers.writers.multi import MultiWriter
+
+        if not options.get("rank_zero", True):
+            for given in spec:
+                if isinstance(given, Writer):
+                    given.close()
+            return resolve_writer(None, **options)
+        return MultiWriter([resolve_writer(item, **options) for item in spec])
     if not options.pop("rank_zero", True):
         from trackers.writers.null import NullWriter
 
@@ -51,11 +60,15 @@ def resolve_writer(spec: Writer | str | os.PathLike[str] | None, **options: Any)
 
 
 def _register_builtins() -> None:
+    from trackers.writers.csv_writer import CsvWriter
+    from trackers.writers.jsonl import JsonlWriter
     from trackers.writers.memory import MemoryWriter
     from trackers.writers.tensorboard import TensorBoardWriter
 
     register_writer_backend("tensorboard", TensorBoardWriter)
     register_writer_backend("memory", MemoryWriter)
+    register_writer_backend("jsonl", JsonlWriter)
+    register_writer_backend("csv", CsvWriter)
 
 
 _register_builtins()

@@ -1,0 +1,118 @@
+"""One JSON object a line, for pandas (``pandas.read_json(path, lines=True)``); pictures as PNG files beside it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+import numpy as np
+
+from trackers.writers import records as rec
+from trackers.writers.base import Writer
+from trackers.writers.logdir import ensure_writable_dir
+
+
+def _safe(tag: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", tag).strip("_") or "tag"
+
+
+class JsonlWriter(Writer):
+    """Appends records to ``path`` (default ``<log_dir>/looptrack.jsonl``), one JSON object a line.
+
+    >>> writer = JsonlWriter("runs/exp1/looptrack.jsonl")                          # doctest: +SKIP
+    >>> pandas.read_json("runs/exp1/looptrack.jsonl", lines=True)                  # doctest: +SKIP
+
+    Every line has ``kind``, ``tag``, ``step`` and ``walltime``; scalars add
+    ``value``, histograms their raw fields, PR curves their six rows, text
+    ``text``, hparams ``hparams`` and ``metrics``; images and figures are
+    written as PNG files under ``<dir>/images/`` and the line holds ``path``.
+    """
+
+    name = "jsonl"
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, log_dir: str | os.PathLike[str] | None = None,
+                 flush_secs: float = 2.0, max_pending: int = 10_000, when_full: str = "block",
+                 strict: bool = False) -> None:
+        if path is None and log_dir is None:
+            raise ValueError("JsonlWriter needs path='runs/x/looptrack.jsonl' or log_dir='runs/x'")
+        path = os.fspath(path) if path is not None else os.path.join(os.fspath(log_dir), "looptrack.jsonl")
+        self.log_dir = ensure_writable_dir(os.path.dirname(os.path.abspath(path)))
+        self.path = path
+        self._file = open(path, "a", encoding="utf-8")
+        super().__init__(flush_secs=flush_secs, max_pending=max_pending, when_full=when_full, strict=strict)
+
+    def describe(self) -> str:
+        return f"JsonlWriter({self.path!r})"
+
+    def _line(self, record: Any, **fields: Any) -> None:
+        line = {"kind": record.kind, "tag": record.tag, "step": record.step, "walltime": record.walltime, **fields}
+        self._file.write(json.dumps(line, default=_jsonable) + "\n")
+
+    def _png(self, record: Any, image_hwc: np.ndarray) -> str:
+        from PIL import Image as PILImage
+
+        folder = os.path.join(self.log_dir, "images")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{_safe(record.tag)}_{record.step if record.step is not None else 0}.png")
+        PILImage.fromarray(image_hwc).save(path)
+        return os.path.relpath(path, self.log_dir)
+
+    def write_scalar(self, record: rec.Scalar) -> None:
+        self._line(record, value=record.value)
+
+    def write_scalars(self, record: rec.Scalars) -> None:
+        self._line(record, values={k: rec.to_float(v) for k, v in record.values.items()})
+
+    def write_histogram_raw(self, record: rec.HistogramRaw) -> None:
+        self._line(record, min=record.min, max=record.max, num=record.num, sum=record.sum,
+                   sum_squares=record.sum_squares, bucket_limits=record.bucket_limits,
+                   bucket_counts=record.bucket_counts)
+
+    def write_image(self, record: rec.Image) -> None:
+        from torch.utils.tensorboard.summary import convert_to_HWC, make_np
+
+        image = make_np(rec.materialize(record.image))
+        if record.dataformats.startswith("N"):
+            from torch.utils.tensorboard._utils import make_grid
+
+            image, dataformats = make_grid(image), "CHW"
+        else:
+            dataformats = record.dataformats
+        image = convert_to_HWC(image, dataformats)
+        if image.dtype != np.uint8:
+            image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+        self._line(record, path=self._png(record, image))
+
+    def write_figure(self, record: rec.Figure) -> None:
+        from trackers.writers.tensorboard import render_figure
+
+        figure = record.figure() if callable(record.figure) else record.figure
+        self._line(record, path=self._png(record, render_figure(figure)))
+
+    def write_text(self, record: rec.Text) -> None:
+        self._line(record, text=record.text)
+
+    def write_pr_curve(self, record: rec.PRCurve) -> None:
+        tp, fp, tn, fn, precision, recall = (np.asarray(row).tolist() for row in record.data)
+        self._line(record, true_positives=tp, false_positives=fp, true_negatives=tn, false_negatives=fn,
+                   precision=precision, recall=recall)
+
+    def write_hparams(self, record: rec.HParams) -> None:
+        self._line(record, hparams=dict(record.hparams), metrics={k: rec.to_float(v) for k, v in record.metrics.items()})
+
+    def flush_backend(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close_backend(self) -> None:
+        self._file.close()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
