@@ -42,6 +42,9 @@ class ImageGrid(Callback):
             self.disabled = True
             self._reporter.warn("disabled", f"ImageGrid: {problem}; it turns itself off for this run")
             return
+        if batch.inputs.shape[0] == 0:
+            self._reporter.warn("empty", f"ImageGrid: the batch at step {state.step} is empty; no grid then")
+            return
         from torchvision.utils import make_grid
 
         with torch.no_grad():

@@ -131,6 +131,9 @@ class PRCurves(Callback):
             return "no outputs for a validation batch (the model's forward did not run inside eval_step?)"
         if not isinstance(targets, torch.Tensor):
             return "no targets for a validation batch: call eval_step(inputs, targets) or return {'targets': ...}"
+        if not outputs.is_floating_point():
+            return (f"outputs are {outputs.dtype}; PRCurves needs class scores (logits, or probabilities with "
+                    "probabilities=True), not predicted labels")
         if outputs.ndim != 2 or outputs.shape[1] != len(self.classes):
             return (f"outputs of shape {tuple(outputs.shape)} don't match {len(self.classes)} classes; "
                     "expected [batch, classes] scores")

@@ -74,6 +74,9 @@ class PredictionFigure(Callback):
             self.disabled = True
             self._reporter.warn("disabled", f"PredictionFigure: {problem}; it turns itself off for this run")
             return
+        if batch.inputs.shape[0] == 0:
+            self._reporter.warn("empty", f"PredictionFigure: the batch at step {state.step} is empty; no figure then")
+            return
         k = min(self.n, batch.inputs.shape[0])
         with torch.no_grad():
             images = unnormalized(as_nchw(batch.inputs[:k].detach()), self.unnormalize)
@@ -83,6 +86,9 @@ class PredictionFigure(Callback):
 
         def draw():
             images_, predictions, confidences, targets = (materialize(t) for t in frozen)
+            outside = [t for t in targets.tolist() if not 0 <= t < len(classes)]
+            if outside:
+                raise ValueError(f"PredictionFigure: target {outside[0]} is outside the {len(classes)} classes")
             return render_predictions(images_.numpy(), predictions.tolist(), confidences.tolist(),
                                       targets.tolist(), classes)
 
@@ -95,6 +101,8 @@ class PredictionFigure(Callback):
         outputs, targets = batch.outputs, batch.targets
         if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2:
             return "no [batch, classes] outputs were captured (does the model's forward run in the step?)"
+        if not outputs.is_floating_point():
+            return f"the outputs are {outputs.dtype}; it needs class scores (logits or probabilities), not labels"
         if outputs.shape[1] != len(self.classes):
             return f"the outputs have {outputs.shape[1]} scores but classes has {len(self.classes)} names"
         if not isinstance(targets, torch.Tensor) or targets.numel() != outputs.shape[0]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, scalar_series
+from conftest import PYTHON, load_run, scalar_series
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ CHILD = textwrap.dedent(
     import sys, time, torch
     from pathlib import Path
     from trackers import Tracker
-    from callbacks import Callback, LossLogger
+    from callbacks import Callback, LossLogger, PRCurves
 
     class EndMarker(Callback):
         def on_train_end(self, state):
@@ -27,13 +27,17 @@ CHILD = textwrap.dedent(
 
     log_dir, mode = sys.argv[1], sys.argv[2]
     ready = Path(log_dir + ".ready")
-    tracker = Tracker(None, callbacks=[LossLogger(every_n_steps=10), EndMarker()], writer=log_dir)
+    tracker = Tracker(None, callbacks=[LossLogger(every_n_steps=10), PRCurves(["a", "b"]), EndMarker()],
+                      writer=log_dir)
     if mode != "no-with":
         tracker.__enter__()
     step = tracker.train_step(lambda v: torch.tensor(v))
     try:
         for i in range(100):
             step(float(i))
+        evaluate = tracker.eval_step(lambda: {"outputs": torch.tensor([[2.0, 0.0], [0.0, 1.0]]),
+                                              "targets": torch.tensor([0, 1])})
+        evaluate()
         ready.write_text("ok")
         if mode == "raise":
             raise RuntimeError("loop died")
@@ -70,6 +74,7 @@ def _wait_ready(process: subprocess.Popen, log_dir: Path) -> None:
 def _logged_everything(log_dir: Path) -> None:
     assert [s for s, _ in scalar_series(log_dir, "train/loss")] == list(range(9, 100, 10))
     assert scalar_series(log_dir, "end/marker") == [(99, 1.0)]
+    assert sorted(load_run(log_dir).PluginTagToContent("pr_curves")) == ["pr_curve/a", "pr_curve/b"]
 
 
 def test_sigterm_flushes_ends_the_run_and_dies_by_the_signal(tmp_path, subprocess_env):
