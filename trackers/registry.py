@@ -40,6 +40,7 @@ _BUILTIN_WRITERS = {
     "memory": "trackers.writers.memory:MemoryWriter",
     "jsonl": "trackers.writers.jsonl:JsonlWriter",
     "csv": "trackers.writers.csv_writer:CsvWriter",
+    "mlflow": "trackers.writers.mlflow_writer:MlflowWriter",
 }
 _registered: dict[str, dict[str, Any]] = {CALLBACK_GROUP: {}, WRITER_GROUP: {}}
 

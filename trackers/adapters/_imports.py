@@ -6,7 +6,7 @@ import importlib
 from types import ModuleType
 
 EXTRAS = {"lightning.pytorch": "lightning", "pytorch_lightning": "lightning", "ignite": "ignite",
-          "ignite.engine": "ignite", "transformers": "transformers"}
+          "ignite.engine": "ignite", "transformers": "transformers", "mlflow": "mlflow"}
 
 
 def require(module: str) -> ModuleType:
@@ -16,5 +16,5 @@ def require(module: str) -> ModuleType:
     except ImportError as error:
         extra = EXTRAS.get(module, module.split(".")[0])
         raise ModuleNotFoundError(
-            f"looptrack's {extra} adapter needs {module}: pip install 'looptrack[{extra}]'"
+            f"looptrack's {extra} support needs {module}: pip install 'looptrack[{extra}]'"
         ) from error

@@ -69,6 +69,13 @@ def _register_builtins() -> None:
     register_writer_backend("memory", MemoryWriter)
     register_writer_backend("jsonl", JsonlWriter)
     register_writer_backend("csv", CsvWriter)
+    register_writer_backend("mlflow", _mlflow_writer)
+
+
+def _mlflow_writer(*args: Any, **kwargs: Any) -> Writer:
+    from trackers.writers.mlflow_writer import MlflowWriter  # imports mlflow only when asked for
+
+    return MlflowWriter(*args, **kwargs)
 
 
 _register_builtins()
