@@ -197,6 +197,7 @@ def test_memory_writer_keeps_cpu_copies():
     assert histogram.num == 4 and sum(histogram.bucket_counts) == 4 and writer.tags("histogram_raw") == {"h"}
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # TensorBoard's own thread
 def test_a_deleted_log_dir_is_noticed_and_recreated(tmp_path):
     import shutil
 
