@@ -154,3 +154,15 @@ def test_video_without_moviepy_names_the_fix(tmp_path, monkeypatch):
     memory.video("clip", torch.rand(1, 4, 3, 8, 8), 0)
     memory.close()
     assert memory.records[0].video.shape == (1, 4, 3, 8, 8)
+
+
+def test_the_accelerator_path_counts_like_numpy_too():
+    """The closed form (log, floor, fix-up, bincount) used on GPUs, checked here on CPU tensors."""
+    from trackers.histogram import _bucket_counts_closed_form
+
+    values = np.concatenate([np.random.default_rng(0).normal(0, 1, 50_000), TENSORFLOW_EDGES[::3],
+                             -TENSORFLOW_EDGES[::5], [0.0, 1e-13, -1e-13, np.nan, np.inf]]).astype(np.float32)
+    counts, stats = _bucket_counts_closed_form(torch.from_numpy(values))
+    finite = values[np.isfinite(values)].astype(np.float64)
+    np.testing.assert_array_equal(counts.numpy(), np.histogram(finite, bins=TENSORFLOW_EDGES)[0])
+    assert stats[2].item() == finite.size and stats[5].item() == 2
