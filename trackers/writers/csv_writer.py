@@ -7,7 +7,7 @@ import os
 
 from trackers.writers import records as rec
 from trackers.writers.base import Writer
-from trackers.writers.logdir import ensure_writable_dir
+from trackers.writers.logdir import file_in_log_dir
 
 
 class CsvWriter(Writer):
@@ -21,10 +21,7 @@ class CsvWriter(Writer):
     def __init__(self, path: str | os.PathLike[str] | None = None, *, log_dir: str | os.PathLike[str] | None = None,
                  flush_secs: float = 2.0, max_pending: int = 10_000, when_full: str = "block",
                  strict: bool = False) -> None:
-        if path is None and log_dir is None:
-            raise ValueError("CsvWriter needs path='runs/x/scalars.csv' or log_dir='runs/x'")
-        path = os.fspath(path) if path is not None else os.path.join(os.fspath(log_dir), "scalars.csv")
-        self.log_dir = ensure_writable_dir(os.path.dirname(os.path.abspath(path)))
+        path, self.log_dir = file_in_log_dir(path, log_dir, "scalars.csv", "CsvWriter")
         self.path = path
         new = not os.path.exists(path) or os.path.getsize(path) == 0
         self._file = open(path, "a", encoding="utf-8", newline="")

@@ -11,7 +11,7 @@ import numpy as np
 
 from trackers.writers import records as rec
 from trackers.writers.base import Writer
-from trackers.writers.logdir import ensure_writable_dir
+from trackers.writers.logdir import file_in_log_dir
 
 
 def _safe(tag: str) -> str:
@@ -35,10 +35,7 @@ class JsonlWriter(Writer):
     def __init__(self, path: str | os.PathLike[str] | None = None, *, log_dir: str | os.PathLike[str] | None = None,
                  flush_secs: float = 2.0, max_pending: int = 10_000, when_full: str = "block",
                  strict: bool = False) -> None:
-        if path is None and log_dir is None:
-            raise ValueError("JsonlWriter needs path='runs/x/looptrack.jsonl' or log_dir='runs/x'")
-        path = os.fspath(path) if path is not None else os.path.join(os.fspath(log_dir), "looptrack.jsonl")
-        self.log_dir = ensure_writable_dir(os.path.dirname(os.path.abspath(path)))
+        path, self.log_dir = file_in_log_dir(path, log_dir, "looptrack.jsonl", "JsonlWriter")
         self.path = path
         self._file = open(path, "a", encoding="utf-8")
         super().__init__(flush_secs=flush_secs, max_pending=max_pending, when_full=when_full, strict=strict)

@@ -32,3 +32,12 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> str:
             f"Pass a directory you can write, e.g. Tracker(model, writer='runs/my_experiment')"
         ) from error
     return path
+
+
+def file_in_log_dir(path: str | os.PathLike[str] | None, log_dir: str | os.PathLike[str] | None,
+                    default_name: str, owner: str) -> tuple[str, str]:
+    """``(file path, its writable directory)`` for file backends given ``path=`` or ``log_dir=``."""
+    if path is None and log_dir is None:
+        raise ValueError(f"{owner} needs path='runs/x/{default_name}' or log_dir='runs/x'")
+    path = os.fspath(path) if path is not None else os.path.join(os.fspath(log_dir), default_name)
+    return path, ensure_writable_dir(os.path.dirname(os.path.abspath(path)))
