@@ -99,3 +99,24 @@ def test_two_ranks_write_one_run_with_reduced_values(tmp_path, subprocess_env):
     for name in "abc":
         np.testing.assert_array_equal(np.array(ours.Tensors(f"pr_curve/{name}")[0].tensor_proto.float_val),
                                       np.array(expected.Tensors(name)[0].tensor_proto.float_val))
+
+
+def test_lightning_ddp_strategy_writes_one_run(tmp_path, subprocess_env):
+    pytest.importorskip("lightning.pytorch")
+    from conftest import ROOT
+
+    log_dir = tmp_path / "run"
+    result = subprocess.run([PYTHON, str(ROOT / "tests" / "lightning_ddp_script.py"), str(log_dir),
+                             str(tmp_path / "report")], env=subprocess_env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "PRCurves" not in result.stderr  # the outputs were found on both ranks
+    reports = {r: json.loads((tmp_path / f"report.{r}").read_text()) for r in (0, 1)}
+    assert reports[0]["writer"] == "TensorBoardWriter" and reports[1]["writer"] == "NullWriter"
+    assert len(list(log_dir.rglob("events.out.tfevents.*"))) == 1
+    run = load_run(log_dir)
+    assert [e.step for e in run.Scalars("train/loss")] == [1, 3]  # 64 samples, 2 ranks, batches of 8: 4 steps
+    assert sorted(run.PluginTagToContent("pr_curves")) == ["pr_curve/a", "pr_curve/b", "pr_curve/c"]
+    (curve,) = run.Tensors("pr_curve/a")
+    tp_fp_at_zero = np.array(curve.tensor_proto.float_val).reshape(6, -1)[:2, 0]
+    assert tp_fp_at_zero.sum() == 64  # every validation sample of both ranks counted once

@@ -56,8 +56,15 @@ class ForwardCapture:
             self.first_kwargs = detach_tree(kwargs)
 
     def _after_forward(self, module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        self.outputs = output.detach() if isinstance(output, torch.Tensor) else detach_tree(output)
         self.calls += 1
+        if isinstance(output, torch.Tensor):
+            if output.ndim == 0 and self.outputs is not None:
+                # a scalar after this batch's real outputs: Lightning's DDP calls the module once more
+                # with forward redirected to training_step, which returns the loss
+                return
+            self.outputs = output.detach()
+        else:
+            self.outputs = detach_tree(output)
 
     def remove(self) -> None:
         for handle in self._handles:
