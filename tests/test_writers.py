@@ -99,8 +99,10 @@ def test_uncreatable_log_dir_fails_at_construction_naming_the_path(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     bad = blocker / "run"
+    model = torch.nn.Linear(2, 2)
     with pytest.raises(LogDirError, match=re.escape(repr(str(bad)))):
-        Tracker(torch.nn.Linear(2, 2), writer=str(bad))
+        Tracker(model, writer=str(bad))
+    assert not model._forward_hooks and not model._forward_pre_hooks
 
 
 def test_writer_names_and_instances():

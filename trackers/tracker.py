@@ -84,7 +84,12 @@ class Tracker:
             writer.close()  # one run per job: only rank zero writes
             writer = None
         options = {} if resume_step is None else {"purge_step": resume_step}
-        self.writer = resolve_writer(writer, rank_zero=distributed.is_rank_zero(), **options)
+        try:
+            self.writer = resolve_writer(writer, rank_zero=distributed.is_rank_zero(), **options)
+        except BaseException:
+            if self._capture is not None:
+                self._capture.remove()  # leave the model without our hooks
+            raise
         if strict:
             self.writer.strict = True
         self.strict = strict
@@ -258,6 +263,8 @@ class Tracker:
     # ------------------------------------------- events (what loop adapters drive)
     def epoch_start(self, epoch: int | None = None) -> None:
         """A training epoch starts (``epoch`` defaults to the next one)."""
+        if self._closed:
+            return
         self.start()
         state = self.state
         if epoch is not None:
@@ -270,12 +277,16 @@ class Tracker:
 
     def epoch_end(self) -> None:
         """The current training epoch ends (closing a validation pass left open)."""
+        if self._closed:
+            return
         if self._validation == "implicit":
             self.validation_end()
         self.callbacks.call("on_train_epoch_end", self.state)
 
     def validation_start(self) -> None:
         """A validation pass starts (ending one still open)."""
+        if self._closed:
+            return
         self._begin_validation("explicit")
 
     def validation_end(self) -> None:
@@ -293,6 +304,9 @@ class Tracker:
         when the loop keeps its own counter; validation batches outside a
         pass open one.
         """
+        if self._closed:  # e.g. a framework evaluating after its fit ended the run
+            self._reporter.warn("event-after-close", "a batch arrived after the run was closed; it is not tracked")
+            return BatchRecord(inputs, targets, stage="closed")
         state = self.state
         if validation:
             if self._validation is None:
@@ -316,6 +330,8 @@ class Tracker:
 
     def batch_end(self, batch: BatchRecord, *, loss: Any = None, outputs: Any = None, targets: Any = None) -> None:
         """The batch ends: fills in loss, outputs (from the forward hook if not given) and targets, fires the event."""
+        if self._closed or batch.stage == "closed":
+            return
         if loss is not None:
             batch.loss = loss
         if outputs is not None:
