@@ -52,8 +52,6 @@ class Writer:
     """
 
     name = "writer"
-    kind_names = ("scalar", "scalars", "custom_scalars", "histogram_raw", "image", "audio", "video", "mesh", "figure",
-                  "text", "pr_curve", "graph", "embedding", "hparams")
 
     def __init__(self, *, flush_secs: float = 2.0, max_pending: int = 10_000, when_full: str = "block",
                  strict: bool = False) -> None:
