@@ -72,7 +72,7 @@ def test_sigkill_loses_at_most_one_flush_interval_and_keeps_a_prefix(tmp_path, s
     logged = [step for step, _ in scalar_series(log_dir, "train/loss")]
     assert logged == list(range(len(logged)))  # an unbroken prefix of steps
     flush_interval = 2.0
-    must_have = [step for step, t in done if t < killed_at - flush_interval - 0.5]
+    must_have = [step for step, t in done if t < killed_at - flush_interval - 1.0]  # 1 s for a loaded machine
     assert must_have and set(must_have) <= set(logged)
 
 
