@@ -8,6 +8,7 @@ times a second and is woken at once by :meth:`RecordQueue.flush`.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -15,7 +16,19 @@ from collections.abc import Callable
 from typing import Any
 
 _POLL_SECONDS = 0.05
+_NICENESS = 10
 WHEN_FULL = ("block", "drop_oldest")
+
+
+def _lower_priority() -> None:
+    """Let the training thread's compute threads win the CPU: the writer thread works in their gaps.
+
+    On Linux ``setpriority`` with a thread id nices just that thread.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICENESS)
+    except (AttributeError, OSError):  # other platforms, or not permitted
+        pass
 
 
 class _Barrier:
@@ -147,6 +160,7 @@ class RecordQueue:
             self._on_error(error, args[0] if args else None)
 
     def _run(self) -> None:
+        _lower_priority()
         pending = self._pending
         next_flush = time.monotonic() + self._flush_secs
         dirty = False
