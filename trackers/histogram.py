@@ -35,7 +35,6 @@ N_BINS = len(TENSORFLOW_EDGES) - 1  # 1548
 _ZERO_BIN = N_POSITIVE  # [0, 1e-12)
 _LOG_FIRST = math.log(_POSITIVE[0])
 _INV_LOG_STEP = 1.0 / math.log(1.1)
-STATS = ("min", "max", "num", "sum", "sum_squares", "nonfinite")
 
 _edge_cache: dict[tuple, torch.Tensor] = {}
 
@@ -80,13 +79,6 @@ def _bucket_counts_cpu(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     low, high = (v.min(), v.max()) if v.size else (math.inf, -math.inf)
     stats = np.array([low, high, v.size, v.sum(), v.dot(v), values.numel() - v.size], dtype=np.float64)
     return torch.from_numpy(counts.astype(np.int64)), torch.from_numpy(stats)
-
-
-def _cpu_edges() -> torch.Tensor:
-    key = (torch.device("cpu"), torch.float64, "all")
-    if key not in _edge_cache:
-        _edge_cache[key] = torch.from_numpy(TENSORFLOW_EDGES)
-    return _edge_cache[key]
 
 
 def _bucket_counts_closed_form(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
