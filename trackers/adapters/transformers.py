@@ -28,8 +28,10 @@ def attach_transformers(tracker: Any, trainer: Any) -> None:
     ``logits`` are used (with gradient accumulation, those of the last
     micro-batch). Inputs and labels come from the forward's keyword
     arguments. Steps follow ``state.global_step``; evaluation batches
-    (``on_prediction_step``) are validation batches; the run ends with
-    training.
+    (``on_prediction_step``) are validation batches. The Trainer evaluates
+    after ``on_epoch_end``, so the epoch is ended only when the next one (or
+    the run) ends: an end-of-epoch evaluation counts as that epoch's
+    validation, as in a plain loop. The run ends with training.
     """
     transformers = require("transformers")
     capture = tracker.state.capture
@@ -45,14 +47,22 @@ def attach_transformers(tracker: Any, trainer: Any) -> None:
     class LooptrackCallback(transformers.TrainerCallback):
         def __init__(self) -> None:
             self.batch = None
+            self.epoch_ending = False
+
+        def close_epoch(self) -> None:
+            if self.epoch_ending:
+                self.epoch_ending = False
+                tracker.epoch_end()
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             tracker.start()
 
         def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.close_epoch()
             tracker.epoch_start(int(state.epoch or 0))
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.close_epoch()
             self.batch = tracker.batch_start(step=state.global_step)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -73,10 +83,14 @@ def attach_transformers(tracker: Any, trainer: Any) -> None:
         def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             tracker.validation_end()
 
+        def on_predict(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            tracker.validation_end()
+
         def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            tracker.epoch_end()
+            self.epoch_ending = True  # ended by the next epoch, step or the end of training (see above)
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.close_epoch()
             tracker.close()
 
     trainer.add_callback(LooptrackCallback())
