@@ -77,7 +77,8 @@ def _bucket_counts_cpu(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
         v = v[finite]
     counts = np.histogram(v, bins=TENSORFLOW_EDGES)[0]  # exactly SummaryWriter's own binning
     low, high = (v.min(), v.max()) if v.size else (math.inf, -math.inf)
-    stats = np.array([low, high, v.size, v.sum(), v.dot(v), values.numel() - v.size], dtype=np.float64)
+    # np.square().sum(), not v.dot(v): dot goes to BLAS, whose own thread pool spins against torch's
+    stats = np.array([low, high, v.size, v.sum(), np.square(v).sum(), values.numel() - v.size], dtype=np.float64)
     return torch.from_numpy(counts.astype(np.int64)), torch.from_numpy(stats)
 
 

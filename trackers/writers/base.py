@@ -413,7 +413,7 @@ class Writer:
             nonfinite = values.size - finite.size
             counts, limits = np.histogram(finite, bins=record.bins) if finite.size else (np.zeros(0), None)
             low, high, num = (finite.min(), finite.max(), finite.size) if finite.size else (0.0, 0.0, 0)
-            total, squares = float(finite.sum()), float(finite.dot(finite))
+            total, squares = float(finite.sum()), float(np.square(finite).sum())  # not dot: BLAS threads
             buckets = tensorboard_buckets(counts, limits) if finite.size else None
         if nonfinite and record.nonfinite_tag:
             self._write_record(rec.Scalar(record.nonfinite_tag, float(nonfinite), record.step, record.walltime))

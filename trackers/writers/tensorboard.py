@@ -61,11 +61,11 @@ class TensorBoardWriter(Writer):
         super().__init__(flush_secs=flush_secs, max_pending=max_pending, when_full=when_full, strict=strict)
 
     def _open(self, purge_step: int | None = None) -> Any:
-        from torch.utils.tensorboard import SummaryWriter
+        from trackers.writers.event_file import summary_writer
 
-        # Our own thread decides when to flush; SummaryWriter's timer is pushed out of the way.
-        return SummaryWriter(self.log_dir, purge_step=purge_step, max_queue=1_000, flush_secs=10**6,
-                             filename_suffix=self._filename_suffix)
+        # SummaryWriter builds the summaries; the event file under it is written on our thread (no timer, no
+        # second thread, CRC in C).
+        return summary_writer(self.log_dir, purge_step=purge_step, filename_suffix=self._filename_suffix)
 
     def describe(self) -> str:
         return f"TensorBoardWriter({self.log_dir!r})"
