@@ -18,6 +18,7 @@ tutorial CNN at batch 64, and faster than each peer doing the same logging.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import tempfile
 import time
@@ -300,6 +301,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (imports, caches)")
     args = parser.parse_args()
     print(machine())
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no per-run banners between the rows
     s = Setup(args)
     variants: dict[str, Callable[[], None]] = {
         "bare loop": lambda: run_bare(s),

@@ -13,6 +13,7 @@ from PIL import Image as PILImage
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from callbacks import (Embedding, HParams, ImageGrid, LearningRate, LossLogger, PredictionFigure, TextLogger)
+from callbacks.prediction_figure import panel_titles
 from conftest import load_run
 from trackers import LooptrackWarning, MemoryWriter, Tracker
 from trackers.demo import CLASSES, SyntheticFashionMNIST, TutorialNet
@@ -51,7 +52,28 @@ def test_prediction_figure_titles_and_colours():
         _train(tracker, net)
     figures = [r for r in writer.records if r.kind == "figure"]
     assert [r.step for r in figures] == [1, 3]
-    axes = figures[-1].figure.axes
+    pixels = np.asarray(figures[-1].figure)
+    with torch.no_grad():
+        probs = torch.softmax(net(DATA.data[24:28]), 1)
+    predictions, labels = probs.argmax(1).tolist(), DATA.targets[24:28].tolist()
+    titles = panel_titles(predictions, probs.max(1).values.tolist(), labels, CLASSES)
+    assert [text.splitlines()[1] for text, _ in titles] == [f"(label: {CLASSES[t]})" for t in labels]
+    # each quarter of the title band is written in its panel's colour: pure red or the green (0, 128, 0)
+    band = pixels[:45]
+    for i, (_, colour) in enumerate(titles):
+        quarter = band[:, i * band.shape[1] // 4:(i + 1) * band.shape[1] // 4].reshape(-1, 3).astype(int)
+        red = ((quarter[:, 0] > 150) & (quarter[:, 1] < 100)).sum()
+        green = ((quarter[:, 1] > 80) & (quarter[:, 0] < 60) & (quarter[:, 2] < 60)).sum()
+        assert (green > 20 and red == 0) if colour == "green" else (red > 20 and green == 0), (i, colour, red, green)
+
+
+def test_prediction_figure_in_matplotlib_has_the_tutorials_titles():
+    net = TutorialNet()
+    writer = MemoryWriter()
+    with Tracker(net, callbacks=[PredictionFigure(CLASSES, every_n_steps=2, n=4, renderer="matplotlib")],
+                 writer=writer) as tracker:
+        _train(tracker, net)
+    axes = [r for r in writer.records if r.kind == "figure"][-1].figure.axes
     assert len(axes) == 4
     with torch.no_grad():
         probs = torch.softmax(net(DATA.data[24:28]), 1)
@@ -77,7 +99,8 @@ def test_no_pyplot_figures_leak_over_many_steps(tmp_path):
 
     net = TutorialNet()
     images, labels = DATA.data[:2], DATA.targets[:2]
-    with Tracker(net, callbacks=[PredictionFigure(CLASSES, every_n_steps=500, n=2)], writer=str(tmp_path)) as tracker:
+    with Tracker(net, callbacks=[PredictionFigure(CLASSES, every_n_steps=500, n=2, renderer="matplotlib")],
+                 writer=str(tmp_path)) as tracker:
         step = tracker.train_step(lambda x, y: net(x).sum())
         with torch.no_grad():
             for _ in range(10_000):

@@ -11,8 +11,11 @@ from trackers.writers.logdir import default_log_dir, ensure_writable_dir
 
 
 def render_figure(figure: Any) -> Any:
-    """A matplotlib Figure as an HWC uint8 RGB array, through the Agg canvas (pyplot is never touched)."""
+    """A figure as an HWC uint8 RGB array: a ``PIL.Image`` as it is, a matplotlib Figure through Agg (no pyplot)."""
     import numpy as np
+
+    if hasattr(figure, "convert") and hasattr(figure, "getbands"):  # a PIL image
+        return np.asarray(figure.convert("RGB"))
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     canvas = FigureCanvasAgg(figure)
