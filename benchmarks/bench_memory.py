@@ -42,7 +42,7 @@ else:
     from trackers import Tracker
     from callbacks import GraphTrace, LossLogger, ParameterHistograms, PRCurves, PredictionFigure
     callbacks = [LossLogger(every_n_steps=50), PredictionFigure(list(CLASSES), every_n_steps=500),
-                 ParameterHistograms(every_n_steps=100), PRCurves(list(CLASSES)), GraphTrace()]
+                 ParameterHistograms(every_n_steps=100, gradients=False), PRCurves(list(CLASSES)), GraphTrace()]
     with Tracker(net, callbacks=callbacks, writer=log_dir) as tracker:
         tracked = tracker.train_step(step)
         evaluate = tracker.eval_step(lambda x, y: {{"outputs": net(x).detach()}})

@@ -149,7 +149,8 @@ def looptrack_callbacks():
 
     classes = list(CLASSES)
     return [LossLogger(every_n_steps=LOSS_EVERY), PredictionFigure(classes, every_n_steps=FIGURE_EVERY),
-            ParameterHistograms(every_n_steps=HIST_EVERY), PRCurves(classes), GraphTrace()]
+            ParameterHistograms(every_n_steps=HIST_EVERY, gradients=False),  # parameters only, as the seeds
+            PRCurves(classes), GraphTrace()]
 
 
 def run_looptrack(s: Setup) -> None:

@@ -166,3 +166,17 @@ def test_the_accelerator_path_counts_like_numpy_too():
     finite = values[np.isfinite(values)].astype(np.float64)
     np.testing.assert_array_equal(counts.numpy(), np.histogram(finite, bins=TENSORFLOW_EDGES)[0])
     assert stats[2].item() == finite.size and stats[5].item() == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int32])
+def test_the_cpu_path_counts_every_dtype_like_summary_writer(dtype):
+    """Counted in numpy without a float64 copy of float32 values: still SummaryWriter's buckets and stats."""
+    from trackers.histogram import bucket_counts
+
+    values = torch.cat([torch.randn(20_000, generator=torch.Generator().manual_seed(0)) * 300,
+                        torch.tensor([0.0, 1.0, -1.0, 65504.0])]).to(dtype)
+    counts, stats = bucket_counts(values)
+    as_float64 = values.double().numpy()
+    np.testing.assert_array_equal(counts.numpy(), np.histogram(as_float64, bins=TENSORFLOW_EDGES)[0])
+    np.testing.assert_allclose(stats.numpy()[:5], [as_float64.min(), as_float64.max(), as_float64.size,
+                                                   as_float64.sum(), np.square(as_float64).sum()], rtol=1e-12)

@@ -68,17 +68,28 @@ def bucket_counts(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return _bucket_counts_closed_form(values)
 
 
+def _numpy_values(values: torch.Tensor) -> np.ndarray:
+    """The values as a flat float32/float64 numpy array, converted in numpy (no torch op on this thread)."""
+    flat = values.detach().reshape(-1)
+    if flat.dtype == torch.bfloat16:  # numpy has no bfloat16: its bits are the top half of a float32's
+        return (flat.view(torch.int16).numpy().astype(np.int32) << 16).view(np.float32)
+    v = flat.numpy()
+    return v if v.dtype in (np.float32, np.float64) else v.astype(np.float32 if v.dtype == np.float16 else np.float64)
+
+
 def _bucket_counts_cpu(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # numpy, single-threaded: torch ops here would start a second OpenMP team on a writer thread and
-    # spin against the training thread's (measured: 2x slower steps on 2 cores)
-    v = values.detach().reshape(-1).numpy().astype(np.float64)
+    # spin against the training thread's (measured: 2x slower steps on 2 cores). float32 stays float32
+    # (every float32 is exactly a float64, so the buckets are SummaryWriter's; sorting it is 1.7x faster).
+    v = _numpy_values(values)
     finite = np.isfinite(v)
     if not finite.all():
         v = v[finite]
     counts = np.histogram(v, bins=TENSORFLOW_EDGES)[0]  # exactly SummaryWriter's own binning
-    low, high = (v.min(), v.max()) if v.size else (math.inf, -math.inf)
+    low, high = (float(v.min()), float(v.max())) if v.size else (math.inf, -math.inf)
     # np.square().sum(), not v.dot(v): dot goes to BLAS, whose own thread pool spins against torch's
-    stats = np.array([low, high, v.size, v.sum(), np.square(v).sum(), values.numel() - v.size], dtype=np.float64)
+    stats = np.array([low, high, v.size, v.sum(dtype=np.float64), np.square(v, dtype=np.float64).sum(),
+                      values.numel() - v.size], dtype=np.float64)
     return torch.from_numpy(counts.astype(np.int64)), torch.from_numpy(stats)
 
 
