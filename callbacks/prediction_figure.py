@@ -49,7 +49,7 @@ def draw_predictions(images: np.ndarray, predictions: Sequence[int], confidences
     height, width = images.shape[2:]
     scale = max(1, PANEL_PIXELS // max(height, width))
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    line_height = int(font.size * 1.3)
+    line_height = int(getattr(font, "size", 11) * 1.3)  # a Pillow without FreeType gives its fixed bitmap font
     title_height = 2 * line_height + 8
     panel_width = max([width * scale] + [int(measure.textlength(line, font=font)) for text, _ in titles
                                          for line in text.split("\n")]) + 16
@@ -92,13 +92,13 @@ class PredictionFigure(Callback):
 
     At a logging step the first ``n`` inputs, targets and the outputs the
     forward hook captured are sliced and reduced to (prediction, probability)
-    on their device; the figure is drawn on the writer thread, with Pillow
-    (a few ms; ``renderer="matplotlib"`` draws the tutorial's matplotlib
-    figure instead, ~60 ms of Python that competes with training for the
-    GIL). ``unnormalize=(mean, std)`` undoes
-    the inputs' normalisation (the tutorial's ``img / 2 + 0.5`` is the
-    default ``(0.5, 0.5)``); 1-channel images are drawn in greys, 3-channel
-    in colour. Inputs that are not images disable the callback with one
+    on their device; the figure is drawn on the writer thread with Pillow
+    in a few milliseconds (``renderer="matplotlib"`` draws the tutorial's
+    matplotlib figure instead: ~60 ms of Python that competes with training
+    for the GIL). ``unnormalize=(mean, std)`` undoes the inputs'
+    normalisation (the tutorial's ``img / 2 + 0.5`` is the default
+    ``(0.5, 0.5)``); 1-channel images are drawn in greys, 3-channel in
+    colour. Inputs that are not images disable the callback with one
     warning.
     """
 
@@ -164,4 +164,5 @@ class PredictionFigure(Callback):
         return None
 
     def __repr__(self) -> str:
-        return f"PredictionFigure(classes=[{len(self.classes)} names], every_n_steps={self.every.n}, n={self.n}, renderer={self.renderer!r})"
+        return (f"PredictionFigure(classes=[{len(self.classes)} names], every_n_steps={self.every.n}, n={self.n}, "
+                f"renderer={self.renderer!r})")
