@@ -18,14 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-try:  # a C implementation when installed; TensorBoard's pure-Python one otherwise
-    import google_crc32c as _fast_crc  # type: ignore[import-not-found]
-
-    def _masked_crc32c(data: bytes) -> int:
-        crc = _fast_crc.value(data)
-        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-except ImportError:  # pragma: no cover - depends on the environment
-    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as _masked_crc32c
+from trackers.writers.event_file import frame
+from trackers.writers.event_file import masked_crc32c as _masked_crc32c
 
 _HEADER = 12  # length (8) + its crc (4)
 _FOOTER = 4
@@ -95,12 +89,6 @@ def _next_record(data: bytes, offset: int) -> int:
                 return offset
         offset += 1
     return end
-
-
-def frame(payload: bytes) -> bytes:
-    """One TFRecord: length, its CRC, the payload, its CRC."""
-    header = struct.pack("<Q", len(payload))
-    return header + struct.pack("<I", _masked_crc32c(header)) + payload + struct.pack("<I", _masked_crc32c(payload))
 
 
 def event_files(log_dir: str | os.PathLike[str]) -> list[Path]:
