@@ -300,6 +300,7 @@ def main() -> None:
     parser.add_argument("--val-samples", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (imports, caches)")
+    parser.add_argument("--only", default="", help="comma-separated loops to run: plain,lightning,ignite (default all)")
     args = parser.parse_args()
     print(machine())
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no per-run banners between the rows
@@ -309,22 +310,29 @@ def main() -> None:
         "seeds' SummaryWriter code": lambda: run_bare(s, log=True),
         "looptrack (decorator)": lambda: run_looptrack(s),
     }
+    only = set(filter(None, args.only.split(",")))
+    if only - {"plain", "lightning", "ignite"}:
+        parser.error(f"--only takes plain, lightning and ignite, got {args.only!r}")
     try:
+        if only and "lightning" not in only:
+            raise ImportError
         import lightning.pytorch  # noqa: F401
 
         variants.update({"Lightning, no logging": lambda: run_lightning(s, "none"),
                          "Lightning + TensorBoardLogger": lambda: run_lightning(s, "tensorboard"),
                          "looptrack attached to Lightning": lambda: run_lightning(s, "looptrack")})
     except ImportError:
-        print("(lightning not installed: its rows are skipped)")
+        print("(lightning not installed or not asked for: its rows are skipped)")
     try:
+        if only and "ignite" not in only:
+            raise ImportError
         import ignite  # noqa: F401
 
         variants.update({"ignite, no logging": lambda: run_ignite(s, "none"),
                          "ignite + TensorboardLogger": lambda: run_ignite(s, "tensorboard"),
                          "looptrack attached to ignite": lambda: run_ignite(s, "looptrack")})
     except ImportError:
-        print("(ignite not installed: its rows are skipped)")
+        print("(ignite not installed or not asked for: its rows are skipped)")
     times: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
     with warnings.catch_warnings():

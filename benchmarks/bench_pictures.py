@@ -5,7 +5,9 @@ training thread than ``add_histogram``; PR curves for 10 classes x 10,000
 samples >= 10x cheaper than ten ``add_pr_curve`` calls; the prediction
 figure as cheap as it can be (the seeds build and render it on the training
 thread). The time the writer thread then spends (off the training thread) is
-printed too, for honesty.
+printed too, for honesty. As ``timeit`` does, the cyclic garbage collector is
+off while timing: a full collection (~200 ms in a process with torch loaded)
+otherwise lands in whichever timed call happens to allocate when it is due.
 
     python benchmarks/bench_pictures.py --rounds 5
 """
@@ -13,6 +15,7 @@ printed too, for honesty.
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import tempfile
 import time
@@ -31,6 +34,14 @@ from trackers import TensorBoardWriter  # noqa: E402
 from trackers.state import BatchRecord, RunState  # noqa: E402
 
 
+def settle(summary_writer: SummaryWriter) -> None:
+    """Untimed, after ``add_histogram``: let SummaryWriter's writer thread and numpy's BLAS threads (it uses
+    ``dot``; OpenBLAS threads spin for a while after a call) go idle, so they don't run into the next timed
+    call. Both sides start their timed call from the same idle state."""
+    summary_writer.flush()
+    time.sleep(0.3)
+
+
 def bench_histograms(rounds: int, root: str) -> None:
     model = torchvision.models.resnet18(weights=None)
     n_values = sum(p.numel() for p in model.parameters())
@@ -45,6 +56,7 @@ def bench_histograms(rounds: int, root: str) -> None:
         for name, param in model.named_parameters():
             summary_writer.add_histogram(name, param, r)
         baseline.append(time.perf_counter() - start)
+        settle(summary_writer)
         state.step = r
         start = time.perf_counter()
         callback.on_train_batch_end(state, BatchRecord())
@@ -52,6 +64,7 @@ def bench_histograms(rounds: int, root: str) -> None:
         start = time.perf_counter()
         writer.flush()
         drain.append(time.perf_counter() - start)
+        time.sleep(0.3)  # the baseline starts from an idle machine too
     summary_writer.close()
     writer.close()
     b, o, d = statistics.median(baseline), statistics.median(ours), statistics.median(drain)
@@ -76,6 +89,7 @@ def bench_pr_curves(rounds: int, root: str, samples: int = 10_000, classes: int 
         for i, name in enumerate(names):
             summary_writer.add_pr_curve(name, targets == i, probs[:, i], r)
         baseline.append(time.perf_counter() - start)
+        summary_writer.flush()  # untimed: its writer thread must not run into the next timed call
         summary_writer.close()
 
         writer = TensorBoardWriter(f"{root}/pr_lt{r}", flush_secs=3600)
@@ -136,6 +150,7 @@ def bench_prediction_figure(rounds: int, root: str) -> None:
         start = time.perf_counter()
         summary_writer.add_figure("predictions vs. actuals", plot_classes_preds(), r)
         baseline.append(time.perf_counter() - start)
+        summary_writer.flush()  # untimed: its writer thread must not run into the next timed call
         state.step = r
         start = time.perf_counter()
         callback.on_train_batch_end(state, BatchRecord(images, labels, outputs))
@@ -155,9 +170,10 @@ def bench_prediction_figure(rounds: int, root: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     print(machine())
+    gc.disable()  # see the module docstring
     with tempfile.TemporaryDirectory() as root:
         bench_histograms(args.rounds, root)
         bench_pr_curves(args.rounds, root)
