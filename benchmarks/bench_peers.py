@@ -360,10 +360,11 @@ def main() -> None:
             ("Lightning", "looptrack attached to Lightning", "Lightning + TensorBoardLogger", "Lightning, no logging"),
             ("ignite", "looptrack attached to ignite", "ignite + TensorboardLogger", "ignite, no logging")):
         if ours in medians:
-            print(f"  {framework}: logging costs looptrack {100 * (medians[ours] / medians[floor] - 1):+.1f}% "
-                  f"(best {100 * (bests[ours] / bests[floor] - 1):+.1f}%), the peer "
-                  f"{100 * (medians[peer] / medians[floor] - 1):+.1f}% (best {100 * (bests[peer] / bests[floor] - 1):+.1f}%)"
-                  f" over {floor}")
+            def cost(name: str) -> str:
+                return (f"{100 * (medians[name] / medians[floor] - 1):+.1f}% "
+                        f"(best {100 * (bests[name] / bests[floor] - 1):+.1f}%)")
+
+            print(f"  {framework}: logging costs looptrack {cost(ours)}, the peer {cost(peer)} over {floor}")
 
 if __name__ == "__main__":
     main()

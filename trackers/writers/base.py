@@ -185,7 +185,7 @@ class Writer:
                                step, walltime or time.time()))
 
     def figure(self, tag: str, figure: Any, step: int | None = None, *, walltime: float | None = None) -> None:
-        """Log a matplotlib Figure or a ``PIL.Image``, or a zero-argument callable that builds one (on the writer thread)."""
+        """Log a matplotlib Figure or a ``PIL.Image``, or a zero-argument callable building one on the writer thread."""
         if self._accept("figure", tag, step):
             self._put(rec.Figure(tag, figure, step, walltime or time.time()))
 
