@@ -79,7 +79,6 @@ def main() -> None:
     rounds = paired_rounds(variants, args.rounds)
     tracker.close()
     summary_writer.close()
-    base = statistics.median(rounds["bare loop"])
     print(f"\ntutorial CNN, batch {args.batch_size}, {args.steps} steps x {args.rounds} interleaved rounds")
     print(f"  {'variant':44s} {'ms/step':>9s} {'vs bare (median of per-round ratios)':>38s}")
     for name, values in rounds.items():

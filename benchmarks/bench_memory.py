@@ -56,7 +56,6 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def peak_kib(mode: str, steps: int) -> int:
-    from benchmarks_path import add_repo_to_path  # noqa: F401
     import os
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

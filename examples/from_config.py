@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from trackers import Tracker
 from trackers.demo import TutorialNet, fashion_mnist_datasets
+from trackers.writers.logdir import view_command
 
 
 def main() -> int:
@@ -51,7 +51,7 @@ def main() -> int:
                 for inputs, labels in DataLoader(testset, batch_size=256):
                     eval_step(inputs, labels)
     print(f"the run is in {tracker.log_dir}")
-    print(f"view it with:  tensorboard --logdir {os.path.dirname(tracker.log_dir)}")
+    print(f"view it with:  {view_command(tracker.log_dir)}")
     return 0
 
 

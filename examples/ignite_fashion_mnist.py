@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +16,7 @@ from torch.utils.data import DataLoader
 from callbacks import GraphTrace, LossLogger, ParameterHistograms, PRCurves, PredictionFigure
 from trackers import Tracker
 from trackers.demo import CLASSES, TutorialNet, fashion_mnist_datasets
+from trackers.writers.logdir import view_command
 
 
 def main() -> int:
@@ -48,7 +48,7 @@ def main() -> int:
     tracker.attach(trainer, evaluator=evaluator)  # the run ends when trainer.run ends
     trainer.run(DataLoader(trainset, batch_size=32, shuffle=True), max_epochs=args.epochs)
     print(f"the run is in {tracker.log_dir}")
-    print(f"view it with:  tensorboard --logdir {os.path.dirname(tracker.log_dir)}")
+    print(f"view it with:  {view_command(tracker.log_dir)}")
     return 0
 
 

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 import lightning.pytorch as pl
 import torch
@@ -17,6 +16,7 @@ from torch.utils.data import DataLoader
 from callbacks import GraphTrace, LossLogger, ParameterHistograms, PRCurves, PredictionFigure
 from trackers import Tracker
 from trackers.demo import CLASSES, TutorialNet, fashion_mnist_datasets
+from trackers.writers.logdir import view_command
 
 
 class LitTutorialNet(pl.LightningModule):
@@ -59,7 +59,7 @@ def main() -> int:
     tracker.attach(trainer)  # the run ends when fit ends
     trainer.fit(model, DataLoader(trainset, batch_size=32, shuffle=True), DataLoader(testset, batch_size=256))
     print(f"the run is in {tracker.log_dir}")
-    print(f"view it with:  tensorboard --logdir {os.path.dirname(tracker.log_dir)}")
+    print(f"view it with:  {view_command(tracker.log_dir)}")
     return 0
 
 

@@ -14,6 +14,7 @@ import transformers
 
 from callbacks import GraphTrace, LossLogger, PRCurves
 from trackers import Tracker
+from trackers.writers.logdir import view_command
 
 
 class SyntheticTokens(torch.utils.data.Dataset):
@@ -52,7 +53,7 @@ def main() -> int:
     tracker.attach(trainer)  # losses and logits come from the model's outputs, seen by a forward hook
     trainer.train()
     print(f"the run is in {tracker.log_dir}")
-    print(f"view it with:  tensorboard --logdir {os.path.dirname(tracker.log_dir)}")
+    print(f"view it with:  {view_command(tracker.log_dir)}")
     return 0
 
 

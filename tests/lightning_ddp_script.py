@@ -1,5 +1,5 @@
 """Run by test_distributed.py: a Lightning DDP fit on 2 CPU processes, tracked by looptrack."""
-import json, sys, os
+import json, sys
 import torch, torch.nn.functional as F
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, TensorDataset

@@ -14,6 +14,7 @@ from conftest import PYTHON, load_run
 from trackers import TensorBoardWriter
 from trackers.cli import main
 from trackers.demo import SyntheticFashionMNIST, TutorialNet, fresh_log_dir
+from trackers.writers.logdir import view_command
 
 
 def _two_runs(root):
@@ -91,6 +92,12 @@ def test_fresh_log_dir_never_mixes_runs(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_view_hint_shows_the_runs_folder_or_the_run_itself(tmp_path):
+    assert view_command("runs/fashion_mnist_experiment_1") == "tensorboard --logdir runs"
+    assert view_command(tmp_path / "runs" / "a") == f"tensorboard --logdir {tmp_path / 'runs'}"
+    assert view_command("/tmp/demo_run") == "tensorboard --logdir /tmp/demo_run"  # not all of /tmp
+
+
 def test_demo_end_to_end_in_a_subprocess(tmp_path, subprocess_env):
     log_dir = tmp_path / "runs" / "demo"
     result = subprocess.run(

@@ -11,7 +11,6 @@ import urllib.request
 import pytest
 import torch
 
-from callbacks import HParams, LossLogger, PRCurves, PredictionFigure
 from conftest import PYTHON
 from trackers import Tracker
 from trackers.demo import CLASSES, SyntheticFashionMNIST, TutorialNet

@@ -173,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tqdm import tqdm
 
     from trackers.tracker import Tracker
+    from trackers.writers.logdir import view_command
 
     args = parse_args(argv)
     torch.manual_seed(args.seed)
@@ -225,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     elapsed = time.perf_counter() - started
     print(f"finished in {elapsed:.1f} s; the run is in {tracker.log_dir}")
-    print(f"view it with:  tensorboard --logdir {os.path.dirname(tracker.log_dir) or tracker.log_dir}")
+    print(f"view it with:  {view_command(tracker.log_dir)}")
     return 0
 
 

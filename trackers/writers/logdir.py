@@ -41,3 +41,16 @@ def file_in_log_dir(path: str | os.PathLike[str] | None, log_dir: str | os.PathL
         raise ValueError(f"{owner} needs path='runs/x/{default_name}' or log_dir='runs/x'")
     path = os.fspath(path) if path is not None else os.path.join(os.fspath(log_dir), default_name)
     return path, ensure_writable_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def view_command(log_dir: str | os.PathLike[str]) -> str:
+    """The ``tensorboard`` command to show a run: its ``runs/`` folder (to compare runs) when it is in one.
+
+    >>> view_command("runs/fashion_mnist_experiment_1")
+    'tensorboard --logdir runs'
+    >>> view_command("/tmp/demo_run")
+    'tensorboard --logdir /tmp/demo_run'
+    """
+    log_dir = os.fspath(log_dir)
+    parent = os.path.dirname(os.path.normpath(log_dir))
+    return f"tensorboard --logdir {parent if os.path.basename(parent) == 'runs' else log_dir}"
