@@ -351,20 +351,22 @@ def main() -> None:
           f"whole runs x {args.repeats}; logging: loss/{LOSS_EVERY}, figure/{FIGURE_EVERY}, "
           f"histograms/{HIST_EVERY}, PR curves and graph. 'best' is the fastest run of each variant: on a shared "
           "machine noise only adds time, so it is the steadier estimate")
+    def over(table: dict[str, float], name: str, floor: str) -> float:
+        return 100 * (table[name] / table[floor] - 1)
+
     print(f"  {'variant':34s} {'median ms/step':>15s} {'vs bare':>8s} {'best ms/step':>13s} {'vs bare':>8s}")
     for name in times:
-        print(f"  {name:34s} {medians[name] * 1e3:15.3f} {100 * (medians[name] / medians['bare loop'] - 1):+7.1f}% "
-              f"{bests[name] * 1e3:13.3f} {100 * (bests[name] / bests['bare loop'] - 1):+7.1f}%")
+        print(f"  {name:34s} {medians[name] * 1e3:15.3f} {over(medians, name, 'bare loop'):+7.1f}% "
+              f"{bests[name] * 1e3:13.3f} {over(bests, name, 'bare loop'):+7.1f}%")
     for framework, ours, peer, floor in (
             ("plain loop", "looptrack (decorator)", "seeds' SummaryWriter code", "bare loop"),
             ("Lightning", "looptrack attached to Lightning", "Lightning + TensorBoardLogger", "Lightning, no logging"),
             ("ignite", "looptrack attached to ignite", "ignite + TensorboardLogger", "ignite, no logging")):
         if ours in medians:
-            def cost(name: str) -> str:
-                return (f"{100 * (medians[name] / medians[floor] - 1):+.1f}% "
-                        f"(best {100 * (bests[name] / bests[floor] - 1):+.1f}%)")
+            print(f"  {framework}: logging costs looptrack {over(medians, ours, floor):+.1f}% "
+                  f"(best {over(bests, ours, floor):+.1f}%), the peer {over(medians, peer, floor):+.1f}% "
+                  f"(best {over(bests, peer, floor):+.1f}%) over {floor}")
 
-            print(f"  {framework}: logging costs looptrack {cost(ours)}, the peer {cost(peer)} over {floor}")
 
 if __name__ == "__main__":
     main()

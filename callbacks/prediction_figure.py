@@ -48,10 +48,9 @@ def draw_predictions(images: np.ndarray, predictions: Sequence[int], confidences
     titles = panel_titles(predictions, confidences, targets, classes)
     height, width = images.shape[2:]
     scale = max(1, PANEL_PIXELS // max(height, width))
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     line_height = int(getattr(font, "size", 11) * 1.3)  # a Pillow without FreeType gives its fixed bitmap font
     title_height = 2 * line_height + 8
-    panel_width = max([width * scale] + [int(measure.textlength(line, font=font)) for text, _ in titles
+    panel_width = max([width * scale] + [int(font.getlength(line)) for text, _ in titles
                                          for line in text.split("\n")]) + 16
     canvas = Image.new("RGB", (panel_width * len(images) + 16, title_height + height * scale + 16), "white")
     draw = ImageDraw.Draw(canvas)

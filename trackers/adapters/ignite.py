@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from trackers.adapters._epochs import LateEpochEnd
 from trackers.adapters._imports import require
 from trackers.steps import split_arguments, split_result
 
@@ -35,22 +36,18 @@ def attach_ignite(tracker: Any, engine: Any, evaluator: Any = None) -> None:
     validation. The run ends at ``COMPLETED``; an exception ends it and goes on.
     """
     events = require("ignite.engine").Events
-    pending = {"epoch_end": False, "batch": None, "validation_batch": None}
-
-    def close_epoch() -> None:
-        if pending["epoch_end"]:
-            pending["epoch_end"] = False
-            tracker.epoch_end()
+    pending = {"batch": None, "validation_batch": None}
+    late_epoch_end = LateEpochEnd(tracker)
 
     def started(_: Any) -> None:
         tracker.start()
 
     def epoch_started(e: Any) -> None:
-        close_epoch()
+        late_epoch_end.settle()
         tracker.epoch_start(e.state.epoch - 1)
 
     def iteration_started(e: Any) -> None:
-        close_epoch()
+        late_epoch_end.settle()
         inputs, targets = split_arguments((e.state.batch,), {})
         pending["batch"] = tracker.batch_start(inputs, targets, step=e.state.iteration - 1)
 
@@ -61,10 +58,10 @@ def attach_ignite(tracker: Any, engine: Any, evaluator: Any = None) -> None:
             pending["batch"] = None
 
     def epoch_completed(_: Any) -> None:
-        pending["epoch_end"] = True
+        late_epoch_end.mark()
 
     def completed(_: Any) -> None:
-        close_epoch()
+        late_epoch_end.settle()
         tracker.close()
 
     def exception_raised(_: Any, error: BaseException) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trackers.adapters._epochs import LateEpochEnd
 from trackers.adapters._imports import require
 
 INPUT_KEYS = ("input_ids", "pixel_values", "input_values", "inputs_embeds")
@@ -47,22 +48,17 @@ def attach_transformers(tracker: Any, trainer: Any) -> None:
     class LooptrackCallback(transformers.TrainerCallback):
         def __init__(self) -> None:
             self.batch = None
-            self.epoch_ending = False
-
-        def close_epoch(self) -> None:
-            if self.epoch_ending:
-                self.epoch_ending = False
-                tracker.epoch_end()
+            self.late_epoch_end = LateEpochEnd(tracker)
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             tracker.start()
 
         def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.close_epoch()
+            self.late_epoch_end.settle()
             tracker.epoch_start(int(state.epoch or 0))
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.close_epoch()
+            self.late_epoch_end.settle()
             self.batch = tracker.batch_start(step=state.global_step)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -87,10 +83,10 @@ def attach_transformers(tracker: Any, trainer: Any) -> None:
             tracker.validation_end()
 
         def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.epoch_ending = True  # ended by the next epoch, step or the end of training (see above)
+            self.late_epoch_end.mark()  # ended by the next epoch, step or the end of training (see above)
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.close_epoch()
+            self.late_epoch_end.settle()
             tracker.close()
 
     trainer.add_callback(LooptrackCallback())
