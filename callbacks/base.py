@@ -12,7 +12,7 @@ batch's record — never a trainer object::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from trackers.state import BatchRecord, RunState
@@ -22,10 +22,15 @@ EVENTS = (
     "on_train_epoch_start",
     "on_train_batch_start",
     "on_train_batch_end",
+    "on_before_optimizer_step",
     "on_validation_start",
     "on_validation_batch_start",
     "on_validation_batch_end",
     "on_validation_end",
+    "on_test_start",
+    "on_test_batch_start",
+    "on_test_batch_end",
+    "on_test_end",
     "on_train_epoch_end",
     "on_train_end",
     "on_exception",
@@ -50,7 +55,14 @@ class Callback:
         """Called before a training step runs; ``batch`` has inputs and targets."""
 
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
-        """Called when a training step ends; ``batch`` also has outputs and loss."""
+        """Called when a training step (one optimizer step) ends; ``batch`` also has outputs and loss.
+
+        With gradient accumulation ``batch`` is the step's last micro-batch
+        and ``batch.loss`` the mean loss of its ``batch.micro_batches``.
+        """
+
+    def on_before_optimizer_step(self, state: RunState, optimizer: Any) -> None:
+        """Called when the model's optimizer is about to step: the gradients of this step exist now."""
 
     def on_validation_start(self, state: RunState) -> None:
         """Called when a validation pass starts."""
@@ -62,7 +74,19 @@ class Callback:
         """Called when a validation step ends."""
 
     def on_validation_end(self, state: RunState) -> None:
-        """Called when a validation pass ends."""
+        """Called when a validation pass ends; ``state.pass_loss`` is the framework's loss for it, if any."""
+
+    def on_test_start(self, state: RunState) -> None:
+        """Called when a test (or predict) pass starts; ``state.stage`` says which."""
+
+    def on_test_batch_start(self, state: RunState, batch: BatchRecord) -> None:
+        """Called before a test step runs."""
+
+    def on_test_batch_end(self, state: RunState, batch: BatchRecord) -> None:
+        """Called when a test step ends."""
+
+    def on_test_end(self, state: RunState) -> None:
+        """Called when a test pass ends; ``state.pass_loss`` is the framework's loss for it, if any."""
 
     def on_train_epoch_end(self, state: RunState) -> None:
         """Called when a training epoch ends."""

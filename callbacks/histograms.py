@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -22,6 +23,10 @@ class ParameterHistograms(Callback):
 
     ``include`` selects parameters by name prefix (a list of strings) or by a
     ``(name, param) -> bool`` function; ``None`` takes them all. The buckets
+    are TensorBoard's default ones. Gradients are taken when they exist: as
+    the model's optimizer is about to step (before a framework zeroes
+    them), or at the step's end for loops that zero them later; a logging
+    step without any gradient is reported once. The buckets
     are TensorBoard's default ones, counted in torch: on an accelerator the
     counting is queued on the device at the logging step and only the small
     counts travel; on the CPU the training thread copies the values and the
@@ -42,6 +47,7 @@ class ParameterHistograms(Callback):
         self.include = include
         self.gradients = gradients
         self._parameters: list[tuple[str, torch.nn.Parameter]] = []
+        self._gradients_logged: set[str] = set()
         self._reporter = OnceReporter()
 
     def on_train_start(self, state: RunState) -> None:
@@ -58,14 +64,33 @@ class ParameterHistograms(Callback):
                 f"{type(state.model).__name__} (its names start like {names}); nothing will be logged",
             )
 
+    def on_before_optimizer_step(self, state: RunState, optimizer: Any) -> None:
+        if self.gradients and self.every.fires(state.step_index):
+            self._log_gradients(state)  # the step's gradients exist now, before the loop zeroes them
+
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
-        if not self.every.fires(state.step):
+        if not self.every.fires(state.step_index):
             return
         writer, step = state.writer, state.step
         for name, param in self._parameters:
             writer.histogram(f"parameters/{name}", param, step, nonfinite_tag=f"nonfinite/parameters/{name}")
-            if self.gradients and param.grad is not None:
-                writer.histogram(f"gradients/{name}", param.grad, step, nonfinite_tag=f"nonfinite/gradients/{name}")
+        if self.gradients:
+            self._log_gradients(state)  # a loop that zeroes gradients at the start of the next step still has them
+            if not self._gradients_logged:
+                self._reporter.warn(
+                    "no-gradients",
+                    f"ParameterHistograms: no selected parameter had a gradient at step {step}, before the "
+                    "optimizer step or after it, so no gradients/ histograms are written; does the loop call "
+                    "backward() through a torch.optim optimizer over this model? gradients=False turns them off",
+                )
+        self._gradients_logged = set()
+
+    def _log_gradients(self, state: RunState) -> None:
+        for name, param in self._parameters:
+            if param.grad is not None and name not in self._gradients_logged:
+                self._gradients_logged.add(name)
+                state.writer.histogram(f"gradients/{name}", param.grad, state.step,
+                                       nonfinite_tag=f"nonfinite/gradients/{name}")
 
     def _selected(self, name: str, param: torch.nn.Parameter) -> bool:
         if self.include is None:

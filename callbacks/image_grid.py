@@ -34,7 +34,7 @@ class ImageGrid(Callback):
         self._reporter = OnceReporter()
 
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
-        due = state.step == 0 if self.every is None else self.every.fires(state.step)
+        due = state.step_index == 0 if self.every is None else self.every.fires(state.step_index)
         if self.disabled or not due:
             return
         problem = image_problem(batch.inputs)

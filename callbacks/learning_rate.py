@@ -7,32 +7,62 @@ from typing import Any
 import torch
 
 from callbacks.base import Callback
+from trackers.report import OnceReporter
 from trackers.schedule import Every
 from trackers.state import BatchRecord, RunState
 
 
+def group_tags(optimizers: list[Any], tag: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(tag, param_group)`` per group: ``lr`` for one group, ``lr/<name>`` (its ``name`` key) or ``lr/group<i>``.
+
+    With several optimizers the optimizer's index comes first: ``lr/0/group0``.
+    """
+    tagged = []
+    for o, optimizer in enumerate(optimizers):
+        groups = optimizer.param_groups
+        for g, group in enumerate(groups):
+            parts = [tag]
+            if len(optimizers) > 1:
+                parts.append(str(o))
+            if len(groups) > 1 or "name" in group:
+                parts.append(str(group.get("name", f"group{g}")))
+            tagged.append(("/".join(parts), group))
+    return tagged
+
+
 class LearningRate(Callback):
-    """Logs ``lr`` (``lr/group<i>`` with several param groups) and ``momentum`` where the optimizer has one.
+    """Logs ``lr`` of every param group, and ``momentum`` where the optimizer has one.
 
-    >>> tracker = Tracker(net, callbacks=[LearningRate(optimizer, every_n_steps=50)])   # doctest: +SKIP
+    >>> tracker = Tracker(net, callbacks=[LearningRate(every_n_steps=50)])             # doctest: +SKIP
 
-    A tensor learning rate is handed to the writer as it is (no host sync).
+    ``optimizer=None`` (the default) takes the run's optimizers: the
+    framework's (Lightning, transformers create theirs inside
+    ``fit()``/``train()``) or, in a plain loop, those seen stepping over the
+    model's parameters. Groups are tagged by their ``name`` key where set
+    (``lr/head``), else ``lr/group<i>``; one group is just ``lr``. A tensor
+    learning rate is handed to the writer as it is (no host sync).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, every_n_steps: int = 50, tag: str = "lr") -> None:
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"LearningRate: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    def __init__(self, optimizer: torch.optim.Optimizer | None = None, every_n_steps: int = 50,
+                 tag: str = "lr") -> None:
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"LearningRate: optimizer must be a torch.optim.Optimizer or None (the run's "
+                            f"optimizers), got {type(optimizer).__name__}")
         self.optimizer = optimizer
         self.every = Every(every_n_steps, owner="LearningRate")
         self.tag = tag
+        self._reporter = OnceReporter()
 
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
-        if not self.every.fires(state.step):
+        if not self.every.fires(state.step_index):
             return
-        groups = self.optimizer.param_groups
-        for index, group in enumerate(groups):
-            suffix = "" if len(groups) == 1 else f"/group{index}"
-            state.writer.scalar(f"{self.tag}{suffix}", group["lr"], state.step)
+        optimizers = [self.optimizer] if self.optimizer is not None else list(state.optimizers)
+        if not optimizers:
+            self._reporter.warn("no-optimizer", f"LearningRate: no optimizer was seen by step {state.step} (none "
+                                "stepped over the model's parameters); pass it: LearningRate(optimizer)")
+            return
+        for tag, group in group_tags(optimizers, self.tag):
+            state.writer.scalar(tag, group["lr"], state.step)
             momentum: Any = group.get("momentum", group.get("betas", (None,))[0])
             if momentum is not None:
-                state.writer.scalar(f"momentum{suffix}", momentum, state.step)
+                state.writer.scalar("momentum" + tag[len(self.tag):], momentum, state.step)

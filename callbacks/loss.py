@@ -7,77 +7,88 @@ from typing import Any
 import torch
 
 from callbacks.base import Callback
-from trackers import distributed
+from trackers import distributed, hints
 from trackers.report import OnceReporter
 from trackers.schedule import Every
 from trackers.state import BatchRecord, RunState
 
 
 class _MeanOnDevice:
-    """A running sum kept where the values live; reading it is the only sync."""
+    """A running weighted sum kept where the values live; reading it is the only sync."""
 
     def __init__(self) -> None:
         self.total: torch.Tensor | float = 0.0
-        self.count = 0
+        self.count = 0  # how many values were added
+        self.weight = 0.0  # their total weight
         self.first_step = 0
 
-    def add(self, value: torch.Tensor | float, step: int) -> None:
+    def add(self, value: torch.Tensor | float, step: int, weight: float = 1.0) -> None:
         if self.count == 0:
             self.first_step = step
-            if isinstance(value, torch.Tensor):
-                self.total = value.detach().to(torch.float32, copy=True).reshape(())
-                self.count = 1
-                return
             self.total = 0.0
         if isinstance(value, torch.Tensor):
-            value = value.detach().reshape(())
-            if isinstance(self.total, torch.Tensor) and self.total.device == value.device:
-                self.total.add_(value)
+            value = value.detach().reshape(()).to(torch.float32)
+            term = value * weight if weight != 1 else value
+            if isinstance(self.total, torch.Tensor) and self.total.device == term.device:
+                self.total.add_(term)
             else:
-                self.total = value.to(torch.float32) + self.total
+                self.total = term + self.total if self.count else term.clone()
         else:
-            self.total = self.total + float(value)
+            self.total = self.total + float(value) * weight
         self.count += 1
+        self.weight += weight
 
     def take(self) -> torch.Tensor | float:
-        """The mean so far (a new tensor, or a float), and start again."""
-        mean = self.total / self.count
-        self.count = 0
+        """The weighted mean so far (a new tensor, or a float), and start again."""
+        mean = self.total / self.weight
+        self.count, self.weight = 0, 0.0
         return mean
 
 
 class LossLogger(Callback):
-    """Logs the mean training loss over the last ``every_n_steps`` steps.
+    """Logs the mean training loss over the last ``every_n_steps`` steps, and each evaluation pass's loss.
 
     >>> tracker = Tracker(net, callbacks=[LossLogger(every_n_steps=1000)],    # doctest: +SKIP
     ...                   writer="runs/fashion_mnist_experiment_1")
 
-    The loss is summed on its own device; only the logging steps (0-based
-    steps ``N-1, 2N-1, ...``, the tutorial's ``i % 1000 == 999``) hand a
-    value to the writer, and even they do not wait for the device: the
-    writer thread reads it. A NaN or infinite loss is logged as it is, with
-    one warning naming the step. Validation losses (``eval_step`` calls)
-    are averaged over each validation pass and logged as ``val_tag`` at the
-    current training step; ``val_tag=None`` turns that off.
+    One step is one optimizer step; the training value is the mean over
+    every micro-batch of the window (with gradient accumulation too). The
+    loss is summed on its own device; only the logging steps (the
+    ``every_n_steps``-th, ``2*every_n_steps``-th... step of the run, the
+    tutorial's ``i % 1000 == 999``) hand a value to the writer, and even they
+    do not wait for the device: the writer thread reads it. A NaN or
+    infinite loss is logged as it is.
+
+    An evaluation pass's loss is logged at the current training step as
+    ``val_tag`` (validation) or ``test_tag`` (a test pass; ``predict/loss``
+    for predict passes that have one): the loss the framework computed for
+    the pass when it did (Lightning's logged ``val_loss``, ignite's ``Loss``
+    metric, transformers' ``eval_loss``), else the mean of the batches'
+    losses weighted by their number of samples, as the frameworks weigh
+    theirs. A pass without any loss is reported once, with the fix for the
+    loop in use. ``val_tag=None`` turns evaluation losses off.
 
     In a distributed job, ``reduce="mean"`` averages the logged value over
     the ranks: one all-reduce per logged value, none in between.
     """
 
     def __init__(self, every_n_steps: int = 50, tag: str = "train/loss", val_tag: str | None = "val/loss",
-                 reduce: str | None = None) -> None:
+                 reduce: str | None = None, test_tag: str = "test/loss") -> None:
         self.every = Every(every_n_steps, owner="LossLogger")
         if reduce not in (None, "mean"):
             raise ValueError(f"LossLogger: reduce must be None or 'mean', got {reduce!r}")
         self.reduce = reduce
-        if not isinstance(tag, str) or not tag:
-            raise ValueError(f"LossLogger: tag must be a non-empty string, got {tag!r}")
+        for name, value in (("tag", tag), ("test_tag", test_tag)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"LossLogger: {name} must be a non-empty string, got {value!r}")
         if val_tag is not None and (not isinstance(val_tag, str) or not val_tag):
             raise ValueError(f"LossLogger: val_tag must be a non-empty string or None, got {val_tag!r}")
         self.tag = tag
         self.val_tag = val_tag
+        self.test_tag = test_tag
         self._train = _MeanOnDevice()
-        self._val = _MeanOnDevice()
+        self._eval = _MeanOnDevice()
+        self._eval_batches = 0
         self._reporter = OnceReporter()
 
     @property
@@ -88,27 +99,52 @@ class LossLogger(Callback):
         self._train = _MeanOnDevice()
 
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
-        loss = self._usable(batch.loss, state, "train_step")
+        loss = self._usable(batch.loss, state, "train")
         if loss is not None:
-            self._train.add(loss, state.step)
-        if self.every.fires(state.step) and self._train.count:
+            self._train.add(loss, state.step, weight=max(batch.micro_batches, 1))
+        if self.every.fires(state.step_index) and self._train.count:
             first = self._train.first_step
             state.writer.scalar(self.tag, self._reduced(self._train.take()), state.step,
                                 source=f"LossLogger, mean of steps {first}-{state.step}")
 
     def on_validation_start(self, state: RunState) -> None:
-        self._val = _MeanOnDevice()
+        self._eval = _MeanOnDevice()
+        self._eval_batches = 0
 
     def on_validation_batch_end(self, state: RunState, batch: BatchRecord) -> None:
-        if self.val_tag is not None:
-            loss = self._usable(batch.loss, state, "eval_step", quiet_if_missing=True)
-            if loss is not None:
-                self._val.add(loss, state.validation_batch_idx)
+        self._eval_batches += 1
+        if self._tag_for(state.stage) is None:
+            return
+        loss = self._usable(batch.loss, state, state.stage, quiet_if_missing=True)
+        if loss is not None:
+            self._eval.add(loss, state.validation_batch_idx, weight=float(batch.size or 1))
 
     def on_validation_end(self, state: RunState) -> None:
-        if self.val_tag is not None and self._val.count:
-            state.writer.scalar(self.val_tag, self._reduced(self._val.take()), max(state.step, 0),
-                                source="LossLogger, validation mean")
+        tag = self._tag_for(state.stage)
+        if tag is None:
+            return
+        if state.pass_loss is not None:
+            value = state.pass_loss
+            source = f"LossLogger, the {state.stage} loss {state.loop} computed"
+        elif self._eval.count:
+            value = self._eval.take()
+            source = f"LossLogger, {state.stage} mean weighted by samples"
+        else:
+            if self._eval_batches and state.stage != "predict":
+                self._reporter.warn(("no-loss", state.stage),
+                                    f"LossLogger: the {state.stage} pass had {self._eval_batches} batches but no loss, "
+                                    f"so {tag} is not logged; {hints.missing_loss_fix(state.loop, state.stage)}")
+            return
+        state.writer.scalar(tag, self._reduced(value), max(state.step, 0), source=source)
+
+    on_test_start = on_validation_start
+    on_test_batch_end = on_validation_batch_end
+    on_test_end = on_validation_end
+
+    def _tag_for(self, stage: str) -> str | None:
+        if self.val_tag is None:
+            return None
+        return {"validation": self.val_tag, "test": self.test_tag}.get(stage, f"{stage}/loss")
 
     def _reduced(self, mean: torch.Tensor | float) -> torch.Tensor | float:
         if self.reduce != "mean" or distributed.world_size() == 1:
@@ -117,26 +153,27 @@ class LossLogger(Callback):
             mean = torch.tensor(float(mean))
         return distributed.mean_across_ranks(mean)
 
-    def _usable(self, loss: Any, state: RunState, where: str, quiet_if_missing: bool = False) -> Any:
+    def _usable(self, loss: Any, state: RunState, stage: str, quiet_if_missing: bool = False) -> Any:
+        where = "training step" if stage == "train" else f"{stage} batch"
         if loss is None:
             if not quiet_if_missing:
                 self._reporter.warn(
-                    ("missing", where),
-                    f"LossLogger: the {where} at step {state.step} gave no loss; return the loss tensor "
-                    "(or {'loss': loss, ...}) from the decorated function",
+                    ("missing", stage),
+                    f"LossLogger: the {where} at step {state.step} gave no loss, so {self.tag} is not logged; "
+                    f"{hints.missing_loss_fix(state.loop, stage)}",
                 )
             return None
         if isinstance(loss, torch.Tensor) and loss.numel() != 1:
             self._reporter.warn(
-                ("shape", where),
+                ("shape", stage),
                 f"LossLogger: the {where} loss has shape {tuple(loss.shape)}; a scalar is needed "
                 "(reduce it, e.g. criterion with reduction='mean'); such losses are skipped",
             )
             return None
         if not isinstance(loss, (torch.Tensor, int, float)) or isinstance(loss, bool):
             self._reporter.warn(
-                ("type", where),
-                f"LossLogger: the {where} loss is a {type(loss).__name__}; return a tensor or a number",
+                ("type", stage),
+                f"LossLogger: the {where} loss is a {type(loss).__name__}; a tensor or a number is needed",
             )
             return None
         return loss

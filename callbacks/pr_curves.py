@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from callbacks.base import Callback
-from trackers import distributed, pr_curve
+from trackers import distributed, hints, pr_curve
 from trackers.report import OnceReporter
 from trackers.state import BatchRecord, RunState
 from trackers.writers.records import Deferred, PRCurve, snapshot
@@ -63,13 +63,16 @@ class PRCurves(Callback):
         self._targets: list[torch.Tensor] = []
         self._reporter = OnceReporter()
         self._disabled = False
+        self._seen = 0
 
     def on_validation_start(self, state: RunState) -> None:
         self._outputs, self._targets = [], []
+        self._seen = 0
 
     def on_validation_batch_end(self, state: RunState, batch: BatchRecord) -> None:
+        self._seen += 1
         outputs, targets = batch.outputs, batch.targets
-        problem = self._problem(outputs, targets)
+        problem = self._problem(outputs, targets, batch, state)
         if problem:
             self._reporter.warn(("batch", problem), f"PRCurves: {problem}; such batches are left out")
             return
@@ -81,11 +84,15 @@ class PRCurves(Callback):
             self._write_summed_over_ranks(state)
             return
         if not self._outputs:
-            self._reporter.warn(
-                "no-validation",
-                "PRCurves: no validation batch was seen, so there are no curves; decorate your evaluation "
-                "step with @tracker.eval_step (or run validation in your loop) and return the outputs",
-            )
+            if self._seen:
+                self._reporter.warn("none-usable", f"PRCurves: the last validation pass had {self._seen} batches, "
+                                    "all left out for the reason reported above, so there are no curves")
+            else:
+                self._reporter.warn(
+                    "no-validation",
+                    "PRCurves: no validation batch was seen, so there are no curves; run a validation pass "
+                    f"({'decorate the evaluation step with @tracker.eval_step' if state.loop == 'decorator' else 'the ' + state.loop + ' loop validating'})",
+                )
             return
         outputs, targets = torch.cat(self._outputs), torch.cat(self._targets)
         self._outputs, self._targets = [], []
@@ -127,11 +134,14 @@ class PRCurves(Callback):
                                 "outputs (NaN/Inf); left out")
         return buckets
 
-    def _problem(self, outputs: object, targets: object) -> str | None:
+    def _problem(self, outputs: object, targets: object, batch: BatchRecord, state: RunState) -> str | None:
         if not isinstance(outputs, torch.Tensor):
-            return "no outputs for a validation batch (the model's forward did not run inside eval_step?)"
+            if batch.raw_outputs is not None:
+                return (f"the model's {type(batch.raw_outputs).__name__} output holds no tensor of class scores; "
+                        "name it with Tracker(..., outputs='<key>')")
+            return f"no model outputs for a validation batch; {hints.missing_outputs_fix(state.loop)}"
         if not isinstance(targets, torch.Tensor):
-            return "no targets for a validation batch: call eval_step(inputs, targets) or return {'targets': ...}"
+            return f"no targets for a validation batch; {hints.missing_targets_fix(state.loop)}"
         if not outputs.is_floating_point():
             return (f"outputs are {outputs.dtype}; PRCurves needs class scores (logits, or probabilities with "
                     "probabilities=True), not predicted labels")

@@ -9,6 +9,7 @@ import torch
 
 from callbacks.base import Callback
 from callbacks.images import Unnormalize, as_nchw, check_unnormalize, image_problem, unnormalized
+from trackers import hints
 from trackers.report import OnceReporter
 from trackers.schedule import Every
 from trackers.state import BatchRecord, RunState
@@ -120,9 +121,9 @@ class PredictionFigure(Callback):
         self._reporter = OnceReporter()
 
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
-        if self.disabled or not self.every.fires(state.step):
+        if self.disabled or not self.every.fires(state.step_index):
             return
-        problem = self._problem(batch)
+        problem = self._problem(batch, state)
         if problem:
             self.disabled = True
             self._reporter.warn("disabled", f"PredictionFigure: {problem}; it turns itself off for this run")
@@ -147,19 +148,24 @@ class PredictionFigure(Callback):
 
         state.writer.figure(self.tag, draw, state.step)
 
-    def _problem(self, batch: BatchRecord) -> str | None:
+    def _problem(self, batch: BatchRecord, state: RunState) -> str | None:
         problem = image_problem(batch.inputs)
         if problem:
             return problem + " (PredictionFigure draws images; give it image batches)"
         outputs, targets = batch.outputs, batch.targets
-        if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2:
-            return "no [batch, classes] outputs were captured (does the model's forward run in the step?)"
+        if not isinstance(outputs, torch.Tensor) and batch.raw_outputs is not None:
+            return (f"the model's {type(batch.raw_outputs).__name__} output holds no tensor of class scores; "
+                    "name it with Tracker(..., outputs='<key>')")
+        if not isinstance(outputs, torch.Tensor):
+            return f"no model outputs reached the step; {hints.missing_outputs_fix(state.loop)}"
+        if outputs.ndim != 2:
+            return f"the outputs have shape {tuple(outputs.shape)}; [batch, classes] scores are needed"
         if not outputs.is_floating_point():
             return f"the outputs are {outputs.dtype}; it needs class scores (logits or probabilities), not labels"
         if outputs.shape[1] != len(self.classes):
             return f"the outputs have {outputs.shape[1]} scores but classes has {len(self.classes)} names"
         if not isinstance(targets, torch.Tensor) or targets.numel() != outputs.shape[0]:
-            return "no targets matching the batch: call train_step(inputs, targets) or return {'targets': ...}"
+            return f"no targets matching the batch; {hints.missing_targets_fix(state.loop)}"
         return None
 
     def __repr__(self) -> str:

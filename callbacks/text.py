@@ -34,5 +34,5 @@ class TextLogger(Callback):
             state.writer.text(self.tag, "    " + repr(state.model).replace("\n", "\n    "), 0)
 
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
-        if callable(self.text) and self.every is not None and self.every.fires(state.step):
+        if callable(self.text) and self.every is not None and self.every.fires(state.step_index):
             state.writer.text(self.tag, str(self.text(state)), state.step)

@@ -11,6 +11,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 from ignite.engine import Events, create_supervised_evaluator, create_supervised_trainer
+from ignite.metrics import Accuracy, Loss
 from torch.utils.data import DataLoader
 
 from callbacks import GraphTrace, LossLogger, ParameterHistograms, PRCurves, PredictionFigure
@@ -34,7 +35,7 @@ def main() -> int:
     trainer = create_supervised_trainer(net, optimizer, F.cross_entropy,
                                         output_transform=lambda x, y, y_pred, loss: {"loss": loss, "y_pred": y_pred,
                                                                                      "y": y})
-    evaluator = create_supervised_evaluator(net)
+    evaluator = create_supervised_evaluator(net, metrics={"accuracy": Accuracy(), "loss": Loss(F.cross_entropy)})
     testloader = DataLoader(testset, batch_size=256)
 
     @trainer.on(Events.EPOCH_COMPLETED)
@@ -45,8 +46,8 @@ def main() -> int:
     tracker = Tracker(net, callbacks=[LossLogger(every_n_steps=50), PredictionFigure(classes, every_n_steps=200),
                                       ParameterHistograms(every_n_steps=100), PRCurves(classes), GraphTrace()],
                       writer=args.logdir)
-    tracker.attach(trainer, evaluator=evaluator)  # the run ends when trainer.run ends
-    trainer.run(DataLoader(trainset, batch_size=32, shuffle=True), max_epochs=args.epochs)
+    with tracker.attach(trainer, evaluator=evaluator):  # val/loss is the evaluator's Loss metric
+        trainer.run(DataLoader(trainset, batch_size=32, shuffle=True), max_epochs=args.epochs)
     print(f"the run is in {tracker.log_dir}")
     print(f"view it with:  {view_command(tracker.log_dir)}")
     return 0

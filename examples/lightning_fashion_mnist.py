@@ -30,11 +30,13 @@ class LitTutorialNet(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         inputs, labels = batch
-        return F.cross_entropy(self(inputs), labels)
+        loss = F.cross_entropy(self(inputs), labels)
+        self.log("train_loss", loss)
+        return loss
 
     def validation_step(self, batch, batch_idx):
         inputs, labels = batch
-        return F.cross_entropy(self(inputs), labels)
+        self.log("val_loss", F.cross_entropy(self(inputs), labels))  # looptrack logs it as val/loss
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
@@ -56,8 +58,8 @@ def main() -> int:
                       writer=args.logdir)
     trainer = pl.Trainer(max_epochs=args.epochs, logger=False, enable_checkpointing=False, accelerator="cpu",
                          devices=1, enable_model_summary=False)
-    tracker.attach(trainer)  # the run ends when fit ends
-    trainer.fit(model, DataLoader(trainset, batch_size=32, shuffle=True), DataLoader(testset, batch_size=256))
+    with tracker.attach(trainer):  # the run ends with the block: PR curves from the last validation pass
+        trainer.fit(model, DataLoader(trainset, batch_size=32, shuffle=True), DataLoader(testset, batch_size=256))
     print(f"the run is in {tracker.log_dir}")
     print(f"view it with:  {view_command(tracker.log_dir)}")
     return 0

@@ -50,8 +50,9 @@ def main() -> int:
                                    eval_dataset=SyntheticTokens(128, 1))
     tracker = Tracker(model, callbacks=[LossLogger(every_n_steps=10), PRCurves(["zero", "one", "two"]), GraphTrace()],
                       writer=args.logdir)
-    tracker.attach(trainer)  # losses and logits come from the model's outputs, seen by a forward hook
-    trainer.train()
+    with tracker.attach(trainer):  # points on the Trainer's global_step, val/loss is its eval_loss
+        trainer.train()
+        print(trainer.evaluate())  # the final evaluation belongs to the run too
     print(f"the run is in {tracker.log_dir}")
     print(f"view it with:  {view_command(tracker.log_dir)}")
     return 0

@@ -14,13 +14,46 @@ from callbacks.base import Callback
 from trackers import distributed, lifecycle
 from trackers.capture import ForwardCapture, detach_tree
 from trackers.dispatch import CallbackList
+from trackers.optimizers import OptimizerWatch
 from trackers.report import OnceReporter
 from trackers.state import BatchRecord, RunState
-from trackers.steps import split_arguments, split_result
+from trackers.steps import OutputSelector, select_outputs, split_arguments, split_result
 from trackers.writers.base import Writer
 from trackers.writers.registry import resolve_writer
 
 StepFn = TypeVar("StepFn", bound=Callable[..., Any])
+STEP_ON = ("call", "optimizer")
+PASS_EVENTS = {"validation": "validation", "test": "test", "predict": "test"}  # stage -> event family
+_MAX_PENDING_WITHOUT_OPTIMIZER = 64
+
+
+class _MicroBatchLosses:
+    """The losses of one step's micro-batches, summed where they live (no host sync)."""
+
+    def __init__(self) -> None:
+        self.first: Any = None  # the first micro-batch's loss as the loop gave it
+        self.total: Any = None
+        self.count = 0
+        self.batches = 0
+
+    def add(self, loss: Any) -> None:
+        self.batches += 1
+        if self.batches == 1:
+            self.first = loss
+        usable = isinstance(loss, (torch.Tensor, int, float)) and not isinstance(loss, bool) and not (
+            isinstance(loss, torch.Tensor) and loss.numel() != 1)
+        if not usable:
+            return  # LossLogger reports an unusable loss when the step has no usable one
+        value = loss.detach().reshape(()) if isinstance(loss, torch.Tensor) else float(loss)
+        self.total = value if self.count == 0 else self.total + value
+        self.count += 1
+
+    def take(self) -> tuple[Any, int]:
+        """The mean loss of the step's micro-batches (the loss itself for one) and their number."""
+        batches = max(self.batches, 1)
+        mean = self.first if batches == 1 or self.count == 0 else self.total / self.count
+        self.first, self.total, self.count, self.batches = None, None, 0, 0
+        return mean, batches
 
 
 def default_callbacks() -> list[Callback]:
@@ -59,8 +92,18 @@ class Tracker:
     job only rank zero writes; the other ranks run the same callbacks (so
     their collectives line up) into a do-nothing writer.
 
+    One step is one optimizer step. A plain loop's decorated step is one step
+    per call; a loop that accumulates gradients over several calls says
+    ``step_on="optimizer"`` and a step then ends when the model's optimizer
+    steps (counted with torch's optimizer step hooks). ``outputs`` picks the
+    class scores out of a structured forward output (a key, an index or a
+    function; by default a ``logits`` key or attribute, else the first
+    tensor). ``loss_fn(outputs, targets)`` computes a loss for batches that
+    come without one (an evaluator returning ``(y_pred, y)``).
+
     Leaving the ``with`` block (or :meth:`close`) ends the run: the
-    end-of-run callbacks run, everything is flushed and the writer closed.
+    end-of-run callbacks run, everything is flushed and the writer closed;
+    a run still open at interpreter exit is ended then.
     """
 
     def __init__(
@@ -71,6 +114,9 @@ class Tracker:
         *,
         strict: bool = False,
         resume_step: int | None = None,
+        step_on: str = "call",
+        outputs: OutputSelector = None,
+        loss_fn: Callable[[Any, Any], Any] | None = None,
     ) -> None:
         if resume_step is not None and (isinstance(resume_step, bool) or not isinstance(resume_step, int)
                                         or resume_step < 0):
@@ -78,6 +124,10 @@ class Tracker:
         if resume_step is not None and isinstance(writer, Writer):
             raise ValueError("Tracker(resume_step=...) needs writer= as a log dir or backend name; for a writer "
                              "you built, pass purge_step to it (TensorBoardWriter(log_dir, purge_step=T))")
+        if step_on not in STEP_ON:
+            raise ValueError(f"Tracker: step_on must be one of {STEP_ON}, got {step_on!r}")
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"Tracker: loss_fn must be a function (outputs, targets) -> loss, got {loss_fn!r}")
         self.callbacks = CallbackList(default_callbacks() if callbacks is None else callbacks, strict=strict)
         self._capture = ForwardCapture(model) if model is not None else None
         if not distributed.is_rank_zero() and isinstance(writer, Writer):
@@ -93,15 +143,29 @@ class Tracker:
         if strict:
             self.writer.strict = True
         self.strict = strict
+        self.step_on = step_on
+        self.outputs = outputs
+        self.loss_fn = loss_fn
         self.state = RunState(model=model, writer=self.writer, strict=strict, capture=self._capture)
         if resume_step is not None:
-            self.state.step = resume_step - 1  # the next training step is resume_step
+            self.state.step = self.state.step_index = resume_step - 1  # the next training step is resume_step
         self._reporter = OnceReporter()
         self._started = False
         self._closed = False
         self._exception_seen = False
-        self._validation: str | None = None  # None, "explicit" or "implicit"
+        self._pass: str | None = None  # None, "explicit" or "implicit"
         self._epochs_started = False
+        self._attached_to: Any = None
+        self._step_depth = 0
+        # the training step being accumulated: opened by its first micro-batch, ended by the optimizer step
+        self._step_open = False
+        self._step_opened_at = 0
+        self._last_micro_batch: BatchRecord | None = None
+        self._micro_losses = _MicroBatchLosses()
+        self._calls_with_optimizer_step = 0
+        self._calls_without_optimizer_step = 0
+        self._steps_at_last_call: int | None = None
+        self._optimizer_watch = OptimizerWatch(model, self._before_optimizer_step)
         lifecycle.register_tracker(self)
 
     @classmethod
@@ -132,7 +196,7 @@ class Tracker:
 
     @property
     def step(self) -> int:
-        """0-based index of the current or last training step (-1 before the first)."""
+        """Where the current or last training step lands on the x axis (-1 before the first in a plain loop)."""
         return self.state.step
 
     @property
@@ -180,9 +244,11 @@ class Tracker:
         self._closed = True
         try:
             if self._started:
+                self._settle_step()
                 self.validation_end()
                 self.callbacks.call("on_train_end", self.state)
         finally:
+            self._optimizer_watch.remove()
             if self._capture is not None:
                 self._capture.remove()
             lifecycle.unregister_tracker(self)
@@ -194,7 +260,7 @@ class Tracker:
 
     # ------------------------------------------------------------- ways in
     def train_step(self, fn: StepFn) -> StepFn:
-        """Decorate a training step: each call is one step.
+        """Decorate a training step: each call is one step (one micro-batch with ``step_on="optimizer"``).
 
         Inputs and targets come from the arguments (``step(inputs, targets)``,
         ``step(batch)`` with a tuple or dict); the return value is the loss,
@@ -225,13 +291,33 @@ class Tracker:
         validation batches), a transformers ``Trainer``::
 
             tracker = Tracker(model, callbacks=[LossLogger(every_n_steps=50)], writer="runs/lit")
-            trainer = lightning.Trainer(max_epochs=2)
             tracker.attach(trainer)
-            trainer.fit(model, train_loader, val_loader)   # the run is closed when fit ends
+            trainer.fit(model, train_loader, val_loader)
+            trainer.test(model, test_loader)               # logged as test/loss
+            tracker.close()                                # or `with tracker:`; else at process exit
+
+        Common options: ``loss_fn=criterion`` computes a missing loss from
+        outputs and targets; ``val_loss_key=`` names the validation loss the
+        framework keeps (Lightning's logged name, ignite's metric name,
+        transformers' metrics key); ignite also takes ``evaluator=`` and
+        ``output_transform=``. A tracker follows one loop: attaching it twice
+        raises.
         """
         from trackers.adapters import attach
 
+        if self._attached_to is not None:
+            raise ValueError(
+                f"Tracker.attach: this tracker already follows a {type(self._attached_to).__name__}; attaching it "
+                "again would count every step twice. Attach it once (ignite: attach(trainer, evaluator=evaluator)), "
+                "or make a second Tracker for a second loop"
+            )
+        loss_fn = options.pop("loss_fn", None)
+        if loss_fn is not None:
+            if not callable(loss_fn):
+                raise TypeError(f"Tracker.attach: loss_fn must be a function (outputs, targets) -> loss, got {loss_fn!r}")
+            self.loss_fn = loss_fn
         attach(self, loop, **options)
+        self._attached_to = loop
         return self
 
     def epochs(self, n: int, *, start: int = 0) -> Iterator[int]:
@@ -244,11 +330,16 @@ class Tracker:
             self.epoch_end()
 
     @contextmanager
-    def validation(self) -> Iterator[Tracker]:
-        """Bracket a validation pass: ``on_validation_start`` before, ``on_validation_end`` after."""
-        self.validation_start()
+    def validation(self, stage: str = "validation") -> Iterator[Tracker]:
+        """Bracket an evaluation pass: ``on_validation_start`` before, ``on_validation_end`` after.
+
+        ``stage="test"`` (or ``"predict"``) brackets a test pass instead: its
+        batches fire the ``on_test_*`` hooks and its loss is logged as
+        ``test/loss``, not mixed into the validation curve.
+        """
+        self.validation_start(stage)
         yield self
-        if self._validation == "explicit":
+        if self._pass == "explicit":
             self.validation_end()
 
     def log(self, tag: str, value: Any, step: int | None = None) -> None:
@@ -276,83 +367,216 @@ class Tracker:
         self.callbacks.call("on_train_epoch_start", state)
 
     def epoch_end(self) -> None:
-        """The current training epoch ends (closing a validation pass left open)."""
+        """The current training epoch ends (closing an evaluation pass left open)."""
         if self._closed:
             return
-        if self._validation == "implicit":
+        self._settle_step()
+        if self._pass == "implicit":
             self.validation_end()
         self.callbacks.call("on_train_epoch_end", self.state)
 
-    def validation_start(self) -> None:
-        """A validation pass starts (ending one still open)."""
+    def validation_start(self, stage: str = "validation") -> None:
+        """An evaluation pass starts (ending one still open): ``"validation"``, ``"test"`` or ``"predict"``."""
         if self._closed:
             return
-        self._begin_validation("explicit")
+        if stage not in PASS_EVENTS:
+            raise ValueError(f"Tracker.validation_start: stage must be one of {tuple(PASS_EVENTS)}, got {stage!r}")
+        self._begin_pass("explicit", stage)
 
-    def validation_end(self) -> None:
-        """The validation pass ends."""
-        if self._validation is not None:
-            self.callbacks.call("on_validation_end", self.state)
-            self._validation = None
-            self.state.validating = False
+    def validation_end(self, loss: Any = None) -> None:
+        """The evaluation pass ends; ``loss`` is the pass's loss as the framework computed it, if it did."""
+        if self._pass is None:
+            return
+        state = self.state
+        state.pass_loss = loss
+        event = PASS_EVENTS[state.stage]
+        try:
+            self.callbacks.call(f"on_{event}_end", state)
+        finally:
+            self._pass = None
+            state.validating = False
+            state.stage = "train"
+            state.pass_loss = None
 
     def batch_start(self, inputs: Any = None, targets: Any = None, *, validation: bool = False,
                     step: int | None = None) -> BatchRecord:
         """A batch starts: counts it, fires the batch-start event and returns its record.
 
-        Training batches advance ``state.step`` by one, or set it to ``step``
-        when the loop keeps its own counter; validation batches outside a
-        pass open one.
+        A training batch opens a step (``state.step`` becomes ``step`` when
+        the loop keeps its own counter, else the next 0-based count) unless
+        the step it belongs to is still accumulating; evaluation batches
+        outside a pass open a validation pass.
         """
-        if self._closed:  # e.g. a framework evaluating after its fit ended the run
-            self._reporter.warn("event-after-close", "a batch arrived after the run was closed; it is not tracked")
+        if self._closed:
+            self._reporter.warn("event-after-close", "a batch arrived after the run was closed (tracker.close() or "
+                                "the end of its `with` block); it is not tracked")
             return BatchRecord(inputs, targets, stage="closed")
         state = self.state
         if validation:
-            if self._validation is None:
-                self._begin_validation("implicit")
+            if self._pass is None:
+                self._begin_pass("implicit", "validation")
             state.validation_batch_idx += 1
-            batch = BatchRecord(inputs, targets, batch_idx=state.validation_batch_idx, stage="validation")
-            event = "on_validation_batch_start"
+            batch = BatchRecord(inputs, targets, batch_idx=state.validation_batch_idx, stage=state.stage)
+            event = f"on_{PASS_EVENTS[state.stage]}_batch_start"
         else:
             self.start()
-            if self._validation == "implicit":
+            if self._pass == "implicit":
                 self.validation_end()
-            state.step = state.step + 1 if step is None else step
+            self._settle_step()
+            self._check_accumulation()
             state.batch_idx += 1
             batch = BatchRecord(inputs, targets, batch_idx=state.batch_idx, stage="train")
             event = "on_train_batch_start"
+            if self._step_open:
+                event = ""  # another micro-batch of the step being accumulated
+                if step is not None:
+                    state.step = step
+            else:
+                self._step_open = True
+                self._step_opened_at = self._optimizer_watch.steps
+                state.step_index += 1
+                state.step = state.step_index if step is None else step
         if self._capture is not None:
             self._capture.outputs = None
-        if self.callbacks.wants(event):
+        if event and self.callbacks.wants(event):
             self.callbacks.call(event, state, batch)
         return batch
 
-    def batch_end(self, batch: BatchRecord, *, loss: Any = None, outputs: Any = None, targets: Any = None) -> None:
-        """The batch ends: fills in loss, outputs (from the forward hook if not given) and targets, fires the event."""
+    def batch_end(self, batch: BatchRecord, *, loss: Any = None, outputs: Any = None, targets: Any = None,
+                  step: int | None = None, optimizer_step: bool | None = None) -> None:
+        """The batch ends: fills in loss, outputs (from the forward hook if not given) and targets, fires the event.
+
+        A training batch ends its step when ``optimizer_step`` says so (the
+        adapter knows), else one call is one step, or with
+        ``step_on="optimizer"`` when the model's optimizer stepped; ``step``
+        is the step's place on the framework's axis, when known only now.
+        """
         if self._closed or batch.stage == "closed":
             return
-        if loss is not None:
-            batch.loss = loss
-        if outputs is not None:
-            batch.outputs = detach_tree(outputs)
-        elif batch.outputs is None and self._capture is not None:
-            batch.outputs = self._capture.outputs
-        if targets is not None:
-            batch.targets = targets
-        event = "on_validation_batch_end" if batch.stage == "validation" else "on_train_batch_end"
-        if self.callbacks.wants(event):
-            self.callbacks.call(event, self.state, batch)
+        self._fill(batch, loss, outputs, targets)
+        if batch.stage != "train":
+            event = f"on_{PASS_EVENTS[batch.stage]}_batch_end"
+            if self.callbacks.wants(event):
+                self.callbacks.call(event, self.state, batch)
+            return
+        if step is not None:
+            self.state.step = step
+        self._micro_losses.add(batch.loss)
+        self._last_micro_batch = batch
+        if optimizer_step is None:
+            optimizer_step = self._optimizer_stepped_in_call()
+        if optimizer_step:
+            self._end_step()
+
+    def end_step(self, step: int | None = None) -> None:
+        """The optimizer step that the open training step was accumulating for happened: end the step.
+
+        For loop adapters whose framework says when it stepped
+        (transformers' ``on_step_end``); ``step`` is its place on the axis.
+        """
+        if self._closed or not self._step_open:
+            return
+        if step is not None:
+            self.state.step = step
+        self._end_step()
 
     # ---------------------------------------------------------------- private
-    def _begin_validation(self, kind: str) -> None:
+    def _fill(self, batch: BatchRecord, loss: Any, outputs: Any, targets: Any) -> None:
+        if loss is not None:
+            batch.loss = loss
+        if targets is not None:
+            batch.targets = targets
+        raw = outputs
+        if raw is None and batch.outputs is None and self._capture is not None:
+            raw = self._capture.outputs
+        if raw is not None:
+            raw = detach_tree(raw)
+            batch.raw_outputs = raw
+            batch.outputs, problem = select_outputs(raw, self.outputs)
+            if problem:
+                self._reporter.warn(("outputs", problem), f"{problem}. Callbacks that need the model's scores "
+                                    "(PRCurves, PredictionFigure) skip such batches")
+        if batch.loss is None and self.loss_fn is not None and isinstance(batch.outputs, torch.Tensor) \
+                and isinstance(batch.targets, torch.Tensor):
+            try:
+                with torch.no_grad():
+                    batch.loss = self.loss_fn(batch.outputs, batch.targets)
+            except Exception as error:
+                if self.strict:
+                    raise
+                self._reporter.warn("loss_fn", f"loss_fn failed on a {batch.stage} batch: {type(error).__name__}: "
+                                    f"{error}; such batches have no loss")
+
+    def _optimizer_stepped_in_call(self) -> bool:
+        """Whether the training batch that just ended ends its step, for loops that don't say."""
+        stepped = self._optimizer_watch.steps > self._step_opened_at
+        if self.step_on == "call":
+            return True
+        if not stepped and self._optimizer_watch.steps == 0 and \
+                self._micro_losses.batches >= _MAX_PENDING_WITHOUT_OPTIMIZER:
+            self._reporter.warn(
+                "no-optimizer",
+                f"step_on='optimizer' but {self._micro_losses.batches} training batches passed without a step of a "
+                "torch.optim optimizer over the model's parameters; counting each batch as a step from now on",
+            )
+            self.step_on = "call"
+            return True
+        return stepped
+
+    def _check_accumulation(self) -> None:
+        """With one step per call: say once if the optimizer steps after some calls and not after others."""
+        steps = self._optimizer_watch.steps
+        if self.step_on != "call" or self._steps_at_last_call is None:
+            self._steps_at_last_call = steps
+            return
+        if steps > self._steps_at_last_call:
+            self._calls_with_optimizer_step += 1
+        elif steps:
+            self._calls_without_optimizer_step += 1
+        self._steps_at_last_call = steps
+        if self._calls_with_optimizer_step and self._calls_without_optimizer_step:
+            calls = self._calls_with_optimizer_step + self._calls_without_optimizer_step
+            self._reporter.warn(
+                "accumulation",
+                f"{self._calls_without_optimizer_step} of {calls} training steps were followed by no optimizer step: "
+                "the loop accumulates gradients. Each call is counted as a step; Tracker(..., step_on='optimizer') "
+                "makes one step one optimizer step and logs the mean loss of its micro-batches",
+            )
+
+    def _settle_step(self) -> None:
+        """End the open step if the model's optimizer stepped since it opened (outside the decorated call)."""
+        if self._step_open and self._last_micro_batch is not None and \
+                self._optimizer_watch.steps > self._step_opened_at:
+            self._end_step()
+
+    def _end_step(self) -> None:
+        batch = self._last_micro_batch
+        self._step_open = False
+        self._last_micro_batch = None
+        if batch is None:
+            return
+        batch.loss, batch.micro_batches = self._micro_losses.take()
+        if self.callbacks.wants("on_train_batch_end"):
+            self.callbacks.call("on_train_batch_end", self.state, batch)
+
+    def _before_optimizer_step(self, optimizer: Any) -> None:
+        if self._closed:
+            return
+        if not any(known is optimizer for known in self.state.optimizers):
+            self.state.optimizers.append(optimizer)
+        if self._step_open and self.callbacks.wants("on_before_optimizer_step"):
+            self.callbacks.call("on_before_optimizer_step", self.state, optimizer)
+
+    def _begin_pass(self, kind: str, stage: str) -> None:
         self.start()
-        if self._validation is not None:
+        self._settle_step()
+        if self._pass is not None:
             self.validation_end()
-        self._validation = kind
+        self._pass = kind
+        self.state.stage = stage
         self.state.validating = True
         self.state.validation_batch_idx = -1
-        self.callbacks.call("on_validation_start", self.state)
+        self.callbacks.call(f"on_{PASS_EVENTS[stage]}_start", self.state)
 
     def _run_step(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
                   validation: bool) -> Any:
@@ -360,8 +584,16 @@ class Tracker:
             self._reporter.warn("step-after-close", f"{fn.__name__} called after the tracker was closed; "
                                 "the step runs but is not tracked")
             return fn(*args, **kwargs)
+        if self._step_depth:
+            self._reporter.warn(("nested", fn.__name__), f"{fn.__name__} (a tracked step) was called inside another "
+                                "tracked step; only the outer call is counted. Decorate only the outermost step")
+            return fn(*args, **kwargs)
         batch = self.batch_start(*split_arguments(args, kwargs), validation=validation)
-        result = fn(*args, **kwargs)
+        self._step_depth += 1
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            self._step_depth -= 1
         loss, outputs, targets, understood = split_result(result)
         if not understood:
             self._reporter.warn(

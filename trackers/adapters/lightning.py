@@ -8,77 +8,165 @@ from typing import Any
 from trackers.adapters._imports import require
 from trackers.steps import split_arguments, split_result
 
+LOGGED_LOSS_NAMES = {
+    "validation": ("val_loss", "val/loss", "valid_loss", "validation_loss", "val_loss_epoch", "loss/val"),
+    "test": ("test_loss", "test/loss", "test_loss_epoch", "loss/test"),
+}
+_PREFIXES = {"validation": ("val", "valid"), "test": ("test",)}
 
-def _loss_and_outputs(outputs: Any) -> tuple[Any, Any, Any]:
-    """What ``training_step``/``validation_step`` returned: a loss, or a dict with ``loss`` (and ``outputs``)."""
+
+def step_outputs(outputs: Any) -> tuple[Any, Any, Any]:
+    """``(loss, outputs, targets)`` of what a ``*_step`` returned: a loss, or a dict with ``loss`` (and ``outputs``)."""
     if outputs is None:
         return None, None, None
+    if not isinstance(outputs, Mapping) and not (hasattr(outputs, "loss")):
+        outputs = {"loss": outputs} if getattr(outputs, "ndim", None) == 0 else {"outputs": outputs}
     loss, logits, targets, _ = split_result(outputs)
     return loss, logits, targets
 
 
-def attach_lightning(tracker: Any, trainer: Any, package: str = "lightning.pytorch") -> None:
+def logged_loss(trainer: Any, stage: str, key: str | None = None) -> Any:
+    """The pass's loss the module logged with ``self.log`` (epoch-reduced by Lightning, weighted by batch size).
+
+    ``key`` names it; else the usual names (``val_loss``, ``val/loss``...),
+    else the one logged metric whose name starts like the stage and contains
+    ``loss``.
+    """
+    metrics = trainer.callback_metrics
+    if key is not None:
+        return metrics.get(key)
+    for name in LOGGED_LOSS_NAMES.get(stage, ()):
+        if name in metrics:
+            return metrics[name]
+    candidates = [name for name in metrics if "loss" in name.lower()
+                  and name.lower().startswith(_PREFIXES.get(stage, (stage,)))]
+    return metrics[candidates[0]] if len(candidates) == 1 else None
+
+
+def _axis_step(trainer: Any) -> int:
+    """Lightning's logged step: optimizer steps taken so far (``_batches_that_stepped``, else ``global_step``)."""
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    return int(getattr(loop, "_batches_that_stepped", trainer.global_step))
+
+
+def attach_lightning(tracker: Any, trainer: Any, package: str = "lightning.pytorch",
+                     val_loss_key: str | None = None) -> None:
     """Add a callback to ``trainer`` that turns its hooks into the Tracker's events.
 
-    Steps follow ``trainer.global_step`` (one step a batch when gradients are
-    not accumulated; otherwise looptrack counts batches), epochs
-    ``trainer.current_epoch``. The sanity-check validation is not tracked.
-    The run ends when ``fit`` ends. Outputs come from ``training_step``'s
-    ``{"loss": ..., "outputs": logits}`` or from the forward hook on the
-    LightningModule (``self(x)`` in the step).
+    Points land on Lightning's own logged step (its loggers' x axis); one
+    step is one optimizer step, so with ``accumulate_grad_batches=k`` the k
+    micro-batches make one step whose loss is their mean (Lightning hands
+    callbacks the loss divided by k; it is multiplied back). Validation and
+    test losses are what the module logged (``self.log("val_loss", loss)``,
+    reduced by Lightning over the pass), else what the step returned,
+    weighted by batch size, else ``loss_fn`` on outputs and targets.
+    ``trainer.test()`` and ``trainer.predict()`` after ``fit`` are logged as
+    ``test/...`` and ``predict/...``. The sanity-check validation is not
+    tracked. ``fit``'s end flushes; the run ends at ``tracker.close()`` or
+    the end of the process.
     """
     pl = require(package)
+    tracker.state.loop = "lightning"
 
     class LooptrackCallback(pl.Callback):
         def __init__(self) -> None:
             self.batch = None
-            self.validation_batch = None
+            self.eval_batch = None
+            self.steps_before = 0
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
             tracker.start()
+            for optimizer in trainer.optimizers:
+                if not any(known is optimizer for known in tracker.state.optimizers):
+                    tracker.state.optimizers.append(optimizer)
 
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
             tracker.epoch_start(trainer.current_epoch)
 
         def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-            step = trainer.global_step if trainer.accumulate_grad_batches == 1 else None
-            self.batch = tracker.batch_start(*split_arguments((batch,), {}), step=step)
+            self.steps_before = trainer.global_step
+            self.batch = tracker.batch_start(*split_arguments((batch,), {}), step=_axis_step(trainer))
 
         def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-            if self.batch is not None:
-                loss, logits, targets = _loss_and_outputs(outputs)
-                tracker.batch_end(self.batch, loss=loss, outputs=logits, targets=targets)
-                self.batch = None
-
-        def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
-            if not trainer.sanity_checking:
-                tracker.validation_start()
-
-        def on_validation_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
-                                      dataloader_idx: int = 0) -> None:
-            if not trainer.sanity_checking:
-                self.validation_batch = tracker.batch_start(*split_arguments((batch,), {}), validation=True)
-
-        def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
-                                    dataloader_idx: int = 0) -> None:
-            if self.validation_batch is not None:
-                loss, logits, targets = _loss_and_outputs(outputs if isinstance(outputs, Mapping) or
-                                                          outputs is None else {"loss": outputs})
-                tracker.batch_end(self.validation_batch, loss=loss, outputs=logits, targets=targets)
-                self.validation_batch = None
-
-        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-            if not trainer.sanity_checking:
-                tracker.validation_end()
+            if self.batch is None:
+                return
+            loss, logits, targets = step_outputs(outputs)
+            if loss is not None and pl_module.automatic_optimization and trainer.accumulate_grad_batches > 1:
+                loss = loss * trainer.accumulate_grad_batches  # undo Lightning's normalisation for backward
+            tracker.batch_end(self.batch, loss=loss, outputs=logits, targets=targets,
+                              optimizer_step=trainer.global_step > self.steps_before)
+            self.batch = None
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             tracker.epoch_end()
 
         def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-            tracker.close()
+            tracker.flush()
 
         def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
             tracker.fail(exception)
             tracker.close()
+
+        # evaluation passes -------------------------------------------------
+        def _start(self, trainer: Any, stage: str) -> None:
+            if not trainer.sanity_checking:
+                tracker.validation_start(stage)
+
+        def _batch_start(self, trainer: Any, batch: Any) -> None:
+            if not trainer.sanity_checking:
+                self.eval_batch = tracker.batch_start(*split_arguments((batch,), {}), validation=True)
+
+        def _batch_end(self, outputs: Any) -> None:
+            if self.eval_batch is not None:
+                loss, logits, targets = step_outputs(outputs)
+                tracker.batch_end(self.eval_batch, loss=loss, outputs=logits, targets=targets)
+                self.eval_batch = None
+
+        def _end(self, trainer: Any, stage: str) -> None:
+            if not trainer.sanity_checking:
+                key = val_loss_key if stage == "validation" else None
+                tracker.validation_end(loss=logged_loss(trainer, stage, key) if stage != "predict" else None)
+
+        def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+            self._start(trainer, "validation")
+
+        def on_validation_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
+                                      dataloader_idx: int = 0) -> None:
+            self._batch_start(trainer, batch)
+
+        def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+                                    dataloader_idx: int = 0) -> None:
+            self._batch_end(outputs)
+
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            self._end(trainer, "validation")
+
+        def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+            self._start(trainer, "test")
+
+        def on_test_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
+                                dataloader_idx: int = 0) -> None:
+            self._batch_start(trainer, batch)
+
+        def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+                              dataloader_idx: int = 0) -> None:
+            self._batch_end(outputs)
+
+        def on_test_end(self, trainer: Any, pl_module: Any) -> None:
+            self._end(trainer, "test")
+
+        def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+            self._start(trainer, "predict")
+
+        def on_predict_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
+                                   dataloader_idx: int = 0) -> None:
+            self._batch_start(trainer, batch)
+
+        def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+                                 dataloader_idx: int = 0) -> None:
+            self._batch_end({"outputs": outputs} if outputs is not None else None)
+
+        def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+            self._end(trainer, "predict")
 
     trainer.callbacks.append(LooptrackCallback())

@@ -1,7 +1,9 @@
-"""A transformers Trainer drives the Tracker through a TrainerCallback."""
+"""A transformers Trainer drives the Tracker through a TrainerCallback and its own step methods."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Any
 
 from trackers.adapters._epochs import LateEpochEnd
@@ -10,48 +12,100 @@ from trackers.adapters._imports import require
 INPUT_KEYS = ("input_ids", "pixel_values", "input_values", "inputs_embeds")
 
 
-def _from_model_output(output: Any) -> tuple[Any, Any]:
-    """``(loss, logits)`` of a transformers ModelOutput (or a dict, or a tuple whose first item is the loss)."""
+def _logits(output: Any) -> Any:
+    """The logits of a transformers ModelOutput, a dict, or a ``(loss, logits, ...)`` tuple."""
     if output is None:
-        return None, None
+        return None
     if hasattr(output, "get"):
-        return output.get("loss"), output.get("logits")
-    if isinstance(output, tuple) and output:
-        return output[0], output[1] if len(output) > 1 else None
-    return None, output
+        return output.get("logits")
+    if isinstance(output, tuple) and len(output) > 1:
+        return output[1]
+    return output
 
 
-def attach_transformers(tracker: Any, trainer: Any) -> None:
-    """Add a ``TrainerCallback`` that turns the Trainer's events into the Tracker's.
+def metrics_loss(metrics: Mapping[str, Any] | None, prefix: str, key: str | None = None) -> Any:
+    """The pass's loss in the metrics the Trainer reports: ``key``, else ``<prefix>_loss``, else the one ``*_loss``."""
+    if not metrics:
+        return None
+    if key is not None:
+        return metrics.get(key)
+    if f"{prefix}_loss" in metrics:
+        return metrics[f"{prefix}_loss"]
+    losses = [name for name in metrics if name.endswith("_loss")]
+    return metrics[losses[0]] if len(losses) == 1 else None
 
-    transformers does not hand the loss to callbacks: the Tracker's forward
-    hook on the model captures each forward's output, whose ``loss`` and
-    ``logits`` are used (with gradient accumulation, those of the last
-    micro-batch). Inputs and labels come from the forward's keyword
-    arguments. Steps follow ``state.global_step``; evaluation batches
-    (``on_prediction_step``) are validation batches. The Trainer evaluates
-    after ``on_epoch_end``, so the epoch is ended only when the next one (or
-    the run) ends: an end-of-epoch evaluation counts as that epoch's
-    validation, as in a plain loop. The run ends with training.
+
+def attach_transformers(tracker: Any, trainer: Any, val_loss_key: str | None = None) -> None:
+    """Follow ``trainer``: its ``training_step`` and ``prediction_step`` give each batch, a callback the rest.
+
+    Each micro-batch's loss is what ``training_step`` returned (the Trainer's
+    own loss, scaled back from its division for gradient accumulation), so
+    the logged training loss is the mean over every micro-batch, as the
+    Trainer logs it. One step is one optimizer step and lands on
+    ``state.global_step``, the Trainer's own axis. Gradients exist for
+    ``on_before_optimizer_step`` (torch's optimizer step hook), before the
+    Trainer zeroes them. Evaluation batches come from ``prediction_step``
+    (loss, logits, labels); the pass's loss is the Trainer's ``eval_loss``
+    (``val_loss_key`` names another). The end-of-epoch evaluation belongs to
+    its epoch; ``evaluate()`` after ``train()`` is a validation pass of the
+    run, ``predict()`` a test pass (``test/loss``, the Trainer's
+    ``test_loss``). ``train()``'s end flushes; the run ends at
+    ``tracker.close()`` or the end of the process.
     """
     transformers = require("transformers")
+    tracker.state.loop = "transformers"
     capture = tracker.state.capture
-    if capture is None:
-        raise ValueError("Tracker.attach(transformers.Trainer) needs the model: Tracker(trainer.model, ...)")
 
-    def last_batch() -> tuple[Any, Any]:
-        kwargs = capture.last_kwargs or {}
-        inputs = next((kwargs[k] for k in INPUT_KEYS if k in kwargs), capture.last_args[0] if capture.last_args
-                      else None)
-        return inputs, kwargs.get("labels")
+    def captured_logits() -> Any:
+        return _logits(capture.outputs) if capture is not None else None
+
+    def split_inputs(inputs: Any) -> tuple[Any, Any]:
+        if not isinstance(inputs, Mapping):
+            return inputs, None
+        return next((inputs[k] for k in INPUT_KEYS if k in inputs), None), inputs.get("labels")
+
+    original_training_step = trainer.training_step
+    original_prediction_step = trainer.prediction_step
+    original_predict = trainer.predict
+
+    @functools.wraps(original_training_step)
+    def training_step(model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        features, labels = split_inputs(inputs)
+        batch = tracker.batch_start(features, labels, step=trainer.state.global_step + 1)
+        loss = original_training_step(model, inputs, *args, **kwargs)
+        accumulated = getattr(trainer, "current_gradient_accumulation_steps", 1) or 1
+        tracker.batch_end(batch, loss=loss * accumulated if accumulated != 1 else loss, outputs=captured_logits(),
+                          targets=labels, optimizer_step=False)
+        return loss
+
+    @functools.wraps(original_prediction_step)
+    def prediction_step(model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        features, labels = split_inputs(inputs)
+        batch = tracker.batch_start(features, labels, validation=True)
+        result = original_prediction_step(model, inputs, *args, **kwargs)
+        loss, logits, label_ids = result
+        tracker.batch_end(batch, loss=loss, outputs=logits if logits is not None else captured_logits(),
+                          targets=label_ids if label_ids is not None else labels)
+        return result
+
+    @functools.wraps(original_predict)
+    def predict(*args: Any, **kwargs: Any) -> Any:
+        tracker.validation_start("test")
+        return original_predict(*args, **kwargs)
+
+    trainer.training_step = training_step
+    trainer.prediction_step = prediction_step
+    trainer.predict = predict
 
     class LooptrackCallback(transformers.TrainerCallback):
         def __init__(self) -> None:
-            self.batch = None
             self.late_epoch_end = LateEpochEnd(tracker)
 
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        def on_train_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
             tracker.start()
+            optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper holds the torch one
+            if optimizer is not None and not any(known is optimizer for known in tracker.state.optimizers):
+                tracker.state.optimizers.append(optimizer)
 
         def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.late_epoch_end.settle()
@@ -59,34 +113,21 @@ def attach_transformers(tracker: Any, trainer: Any) -> None:
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.late_epoch_end.settle()
-            self.batch = tracker.batch_start(step=state.global_step)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if self.batch is None:
-                return
-            loss, logits = _from_model_output(capture.outputs)
-            inputs, labels = last_batch()
-            self.batch.inputs = inputs
-            tracker.batch_end(self.batch, loss=loss, outputs=logits, targets=labels)
-            self.batch = None
+            tracker.end_step(step=state.global_step)
 
-        def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            loss, logits = _from_model_output(capture.outputs)  # read before batch_start clears it
-            inputs, labels = last_batch()
-            batch = tracker.batch_start(inputs, labels, validation=True)
-            tracker.batch_end(batch, loss=loss, outputs=logits, targets=labels)
+        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
+            tracker.validation_end(loss=metrics_loss(metrics, "eval", val_loss_key))
 
-        def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            tracker.validation_end()
-
-        def on_predict(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            tracker.validation_end()
+        def on_predict(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
+            tracker.validation_end(loss=metrics_loss(metrics, "test"))
 
         def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.late_epoch_end.mark()  # ended by the next epoch, step or the end of training (see above)
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.late_epoch_end.settle()
-            tracker.close()
+            tracker.flush()
 
     trainer.add_callback(LooptrackCallback())
