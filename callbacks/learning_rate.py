@@ -30,6 +30,11 @@ def group_tags(optimizers: list[Any], tag: str) -> list[tuple[str, dict[str, Any
     return tagged
 
 
+def _copied(value: Any) -> Any:
+    """A tensor rate copied (on its device, no sync): the optimizer may change it in place."""
+    return value.detach().clone() if isinstance(value, torch.Tensor) else value
+
+
 class LearningRate(Callback):
     """Logs ``lr`` of every param group, and ``momentum`` where the optimizer has one.
 
@@ -39,7 +44,9 @@ class LearningRate(Callback):
     framework's (Lightning, transformers create theirs inside
     ``fit()``/``train()``) or, in a plain loop, those seen stepping over the
     model's parameters. Groups are tagged by their ``name`` key where set
-    (``lr/head``), else ``lr/group<i>``; one group is just ``lr``. A tensor
+    (``lr/head``), else ``lr/group<i>``; one group is just ``lr``. The rate
+logged at a step is the one that step's optimizer update used (read as the
+optimizer is about to step, before a scheduler moves it). A tensor
     learning rate is handed to the writer as it is (no host sync).
     """
 
@@ -52,17 +59,30 @@ class LearningRate(Callback):
         self.every = Every(every_n_steps, owner="LearningRate")
         self.tag = tag
         self._reporter = OnceReporter()
+        self._taken: list[tuple[str, Any]] | None = None
+
+    def on_before_optimizer_step(self, state: RunState, optimizer: Any) -> None:
+        if self.every.fires(state.step_index) and self._taken is None:
+            self._taken = self._values(state)  # the rates this step uses, before a scheduler moves them
 
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
+        taken, self._taken = self._taken, None
         if not self.every.fires(state.step_index):
             return
-        optimizers = [self.optimizer] if self.optimizer is not None else list(state.optimizers)
-        if not optimizers:
+        values = taken if taken is not None else self._values(state)
+        if not values:
             self._reporter.warn("no-optimizer", f"LearningRate: no optimizer was seen by step {state.step} (none "
                                 "stepped over the model's parameters); pass it: LearningRate(optimizer)")
             return
+        for tag, value in values:
+            state.writer.scalar(tag, value, state.step)
+
+    def _values(self, state: RunState) -> list[tuple[str, Any]]:
+        optimizers = [self.optimizer] if self.optimizer is not None else list(state.optimizers)
+        values = []
         for tag, group in group_tags(optimizers, self.tag):
-            state.writer.scalar(tag, group["lr"], state.step)
+            values.append((tag, _copied(group["lr"])))
             momentum: Any = group.get("momentum", group.get("betas", (None,))[0])
             if momentum is not None:
-                state.writer.scalar("momentum" + tag[len(self.tag):], momentum, state.step)
+                values.append(("momentum" + tag[len(self.tag):], _copied(momentum)))
+        return values

@@ -88,7 +88,7 @@ def test_fresh_log_dir_never_mixes_runs(tmp_path):
     _two_runs(tmp_path / "x")
     (tmp_path / "fashion_mnist_experiment_1").mkdir()
     (tmp_path / "fashion_mnist_experiment_1" / "events.out.tfevents.1").write_bytes(b"")
-    assert fresh_log_dir(path) == str(tmp_path / "fashion_mnist_experiment_2")
+    assert fresh_log_dir(path) == str(tmp_path / "fashion_mnist_experiment_1_2")
 
 
 @pytest.mark.slow

@@ -129,3 +129,28 @@ def test_yaml_is_loaded_safely(tmp_path):
     config.write_text("callbacks: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="can't be parsed"):
         Tracker.from_config(config)
+
+
+def test_learning_rate_is_selectable_without_an_optimizer(tmp_path):
+    """The optimizer is made after the config is read (or inside a framework): LearningRate finds it."""
+    import torch
+
+    from conftest import scalar_series
+    from trackers import Tracker
+
+    net = torch.nn.Linear(2, 2)
+    tracker = Tracker.from_config({"writer": {"backend": "tensorboard", "log_dir": str(tmp_path)},
+                                   "callbacks": [{"learning_rate": {"every_n_steps": 1}}]}, net)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.3)
+    with tracker:
+        @tracker.train_step
+        def step(x):
+            optimizer.zero_grad()
+            loss = net(x).sum()
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        step(torch.ones(1, 2))
+        step(torch.ones(1, 2))
+    assert [(s, round(v, 6)) for s, v in scalar_series(tmp_path, "lr")] == [(0, 0.3), (1, 0.3)]

@@ -12,7 +12,6 @@ generated on the fly, so the demo runs offline in well under a minute.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Sequence
 
@@ -20,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from trackers.writers.logdir import free_run_dir, holds_events
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle Boot")
@@ -131,17 +132,8 @@ def demo_callbacks(log_every: int, optimizer: torch.optim.Optimizer, hparams: di
 
 
 def fresh_log_dir(path: str) -> str:
-    """``path``, or the next free ``..._<n>`` beside it if a run is already there (runs are not mixed)."""
-    def used(candidate: str) -> bool:
-        return os.path.isdir(candidate) and any("tfevents" in name for name in os.listdir(candidate))
-
-    if not used(path):
-        return path
-    stem, _, number = path.rstrip("/").rpartition("_")
-    stem, n = (stem, int(number)) if number.isdigit() else (path.rstrip("/"), 1)
-    while used(candidate := f"{stem}_{n + 1}"):
-        n += 1
-    return candidate
+    """``path``, or the next free ``<path>_<n>`` beside it if a run is already there (runs are not mixed)."""
+    return free_run_dir(path, holds_events)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

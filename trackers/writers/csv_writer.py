@@ -7,21 +7,26 @@ import os
 
 from trackers.writers import records as rec
 from trackers.writers.base import Writer
-from trackers.writers.logdir import file_in_log_dir
+from trackers.writers.logdir import IfExists, file_in_log_dir
 
 
 class CsvWriter(Writer):
     """Appends every scalar to ``path`` (default ``<log_dir>/scalars.csv``); other kinds are reported once and skipped.
 
     >>> tracker = Tracker(net, writer=["runs/exp1", CsvWriter(log_dir="runs/exp1")])   # doctest: +SKIP
+
+    If the file already has rows (an earlier run), this run goes to the same
+    file name in the first of ``<dir>_2``, ``<dir>_3``, ... where it has none,
+    with a :class:`~trackers.report.LooptrackWarning`; ``self.path`` and
+    ``self.log_dir`` are the ones used. ``if_exists="append"`` appends to it.
     """
 
     name = "csv"
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, log_dir: str | os.PathLike[str] | None = None,
-                 flush_secs: float = 2.0, max_pending: int = 10_000, when_full: str = "block",
-                 strict: bool = False) -> None:
-        path, self.log_dir = file_in_log_dir(path, log_dir, "scalars.csv", "CsvWriter")
+                 if_exists: IfExists = "new", flush_secs: float = 2.0, max_pending: int = 10_000,
+                 when_full: str = "block", strict: bool = False) -> None:
+        path, self.log_dir = file_in_log_dir(path, log_dir, "scalars.csv", "CsvWriter", if_exists)
         self.path = path
         new = not os.path.exists(path) or os.path.getsize(path) == 0
         self._file = open(path, "a", encoding="utf-8", newline="")

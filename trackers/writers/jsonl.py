@@ -11,7 +11,7 @@ import numpy as np
 
 from trackers.writers import records as rec
 from trackers.writers.base import Writer
-from trackers.writers.logdir import file_in_log_dir
+from trackers.writers.logdir import IfExists, file_in_log_dir
 
 
 def _safe(tag: str) -> str:
@@ -28,14 +28,19 @@ class JsonlWriter(Writer):
     ``value``, histograms their raw fields, PR curves their six rows, text
     ``text``, hparams ``hparams`` and ``metrics``; images and figures are
     written as PNG files under ``<dir>/images/`` and the line holds ``path``.
+
+    If the file already has lines (an earlier run), this run goes to the same
+    file name in the first of ``<dir>_2``, ``<dir>_3``, ... where it has none,
+    with a :class:`~trackers.report.LooptrackWarning`; ``self.path`` and
+    ``self.log_dir`` are the ones used. ``if_exists="append"`` appends to it.
     """
 
     name = "jsonl"
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, log_dir: str | os.PathLike[str] | None = None,
-                 flush_secs: float = 2.0, max_pending: int = 10_000, when_full: str = "block",
-                 strict: bool = False) -> None:
-        path, self.log_dir = file_in_log_dir(path, log_dir, "looptrack.jsonl", "JsonlWriter")
+                 if_exists: IfExists = "new", flush_secs: float = 2.0, max_pending: int = 10_000,
+                 when_full: str = "block", strict: bool = False) -> None:
+        path, self.log_dir = file_in_log_dir(path, log_dir, "looptrack.jsonl", "JsonlWriter", if_exists)
         self.path = path
         self._file = open(path, "a", encoding="utf-8")
         super().__init__(flush_secs=flush_secs, max_pending=max_pending, when_full=when_full, strict=strict)

@@ -7,7 +7,7 @@ from typing import Any
 
 from trackers.writers import records as rec
 from trackers.writers.base import Writer
-from trackers.writers.logdir import default_log_dir, ensure_writable_dir
+from trackers.writers.logdir import IfExists, default_log_dir, ensure_writable_dir, holds_events, run_dir
 
 
 def render_figure(figure: Any) -> Any:
@@ -37,6 +37,13 @@ class TensorBoardWriter(Writer):
     ``SummaryWriter``; ``purge_step=T`` resumes a run in the same directory:
     the earlier files lose their events at and after step T (rewritten, not
     merely hidden, so every reader agrees).
+
+    A directory that already holds a run (event files) is not mixed into:
+    with ``if_exists="new"`` (the default) this run goes to the first of
+    ``<log_dir>_2``, ``<log_dir>_3``, ... that holds none, with a
+    :class:`~trackers.report.LooptrackWarning` naming both; ``self.log_dir``
+    is the directory used. ``if_exists="append"`` writes into ``log_dir``
+    whatever it holds (``purge_step`` always continues in ``log_dir``).
     """
 
     name = "tensorboard"
@@ -48,12 +55,18 @@ class TensorBoardWriter(Writer):
         comment: str = "",
         purge_step: int | None = None,
         filename_suffix: str = "",
+        if_exists: IfExists = "new",
         flush_secs: float = 2.0,
         max_pending: int = 10_000,
         when_full: str = "block",
         strict: bool = False,
     ) -> None:
-        self.log_dir = ensure_writable_dir(log_dir if log_dir is not None else default_log_dir(comment))
+        log_dir = os.fspath(log_dir) if log_dir is not None else default_log_dir(comment)
+        self.log_dir = run_dir(
+            log_dir, holds_events, if_exists="append" if purge_step is not None else if_exists,
+            add_anyway=f"TensorBoardWriter({log_dir!r}, if_exists='append')",
+            resume=f"Tracker(..., writer={log_dir!r}, resume_step=T)",
+        )
         if purge_step is not None:
             from trackers.resume import trim_events
 
