@@ -137,8 +137,7 @@ class PRCurves(Callback):
     def _problem(self, outputs: object, targets: object, batch: BatchRecord, state: RunState) -> str | None:
         if not isinstance(outputs, torch.Tensor):
             if batch.raw_outputs is not None:
-                return (f"the model's {type(batch.raw_outputs).__name__} output holds no tensor of class scores; "
-                        "name it with Tracker(..., outputs='<key>')")
+                return hints.no_scores_in(batch.raw_outputs)
             return f"no model outputs for a validation batch; {hints.missing_outputs_fix(state.loop)}"
         if not isinstance(targets, torch.Tensor):
             return f"no targets for a validation batch; {hints.missing_targets_fix(state.loop)}"

@@ -154,8 +154,7 @@ class PredictionFigure(Callback):
             return problem + " (PredictionFigure draws images; give it image batches)"
         outputs, targets = batch.outputs, batch.targets
         if not isinstance(outputs, torch.Tensor) and batch.raw_outputs is not None:
-            return (f"the model's {type(batch.raw_outputs).__name__} output holds no tensor of class scores; "
-                    "name it with Tracker(..., outputs='<key>')")
+            return hints.no_scores_in(batch.raw_outputs)
         if not isinstance(outputs, torch.Tensor):
             return f"no model outputs reached the step; {hints.missing_outputs_fix(state.loop)}"
         if outputs.ndim != 2:

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adapter_runs import BATCH, EPOCHS, TRAIN_BATCHES, VAL_BATCHES, Recorder, data, dataset, loader, tiny_net
-from callbacks import LossLogger, PRCurves
+from adapter_runs import (BATCH, EPOCHS, TRAIN_BATCHES, VAL_BATCHES, Recorder, callbacks, data, dataset, decorator_run,
+                          loader, tiny_net)
 from conftest import load_run
 from trackers import Tracker
 
@@ -27,40 +27,7 @@ pytestmark = pytest.mark.slow
 CLASSES = ["a", "b", "c"]
 
 
-def golden_callbacks() -> tuple[list, Recorder]:
-    recorder = Recorder()
-    return [LossLogger(every_n_steps=2), PRCurves(classes=CLASSES), recorder], recorder
-
-
-# ----------------------------------------------------------------------------------------------- (a) decorator
-def decorator_loop(log_dir) -> Recorder:
-    net = tiny_net()
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
-    train, val = data()
-    cbs, recorder = golden_callbacks()
-    with Tracker(net, callbacks=cbs, writer=str(log_dir)) as tracker:
-        @tracker.train_step
-        def train_step(x, y):
-            optimizer.zero_grad()
-            loss = F.cross_entropy(net(x), y)
-            loss.backward()
-            optimizer.step()
-            return loss
-
-        @tracker.eval_step
-        def eval_step(x, y):
-            with torch.no_grad():
-                logits = net(x)
-            return {"loss": F.cross_entropy(logits, y), "outputs": logits}
-
-        for _ in tracker.epochs(EPOCHS):
-            for x, y in train:
-                train_step(x, y)
-            with tracker.validation():
-                for x, y in val:
-                    eval_step(x, y)
-        tracker.close()
-    return recorder
+# (a) the decorator is adapter_runs.decorator_run: the tutorial's loop with @tracker.train_step / @tracker.eval_step
 
 
 # ----------------------------------------------------------------------------------------------- (b) Lightning
@@ -87,7 +54,7 @@ class LitTiny(pl.LightningModule):
 
 def lightning_loop(log_dir) -> Recorder:
     module = LitTiny()
-    cbs, recorder = golden_callbacks()
+    cbs, recorder = callbacks()
     tracker = Tracker(module, callbacks=cbs, writer=str(log_dir))
     trainer = pl.Trainer(max_epochs=EPOCHS, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu", devices=1, num_sanity_val_steps=0)
@@ -110,7 +77,7 @@ def ignite_loop(log_dir) -> Recorder:
     def validate(engine):
         evaluator.run(loader(val))
 
-    cbs, recorder = golden_callbacks()
+    cbs, recorder = callbacks()
     tracker = Tracker(net, callbacks=cbs, writer=str(log_dir))
     tracker.attach(trainer, evaluator=evaluator)
     trainer.run(loader(train), max_epochs=EPOCHS)
@@ -166,7 +133,7 @@ def transformers_loop(log_dir, out_dir) -> tuple[Recorder, transformers.Trainer]
         use_cpu=True, disable_tqdm=True, max_grad_norm=0.0,  # the same math as the other loops: no clipping
         **IN_ORDER)
     trainer = InOrderTrainer(model=model, args=args, train_dataset=DictData(train), eval_dataset=DictData(val))
-    cbs, recorder = golden_callbacks()
+    cbs, recorder = callbacks()
     tracker = Tracker(model, callbacks=cbs, writer=str(log_dir))
     tracker.attach(trainer)
     trainer.train()
@@ -193,7 +160,7 @@ def tf_tensor(event):
 
 def test_golden_run_through_every_loop(tmp_path):
     recorders = {
-        "decorator": decorator_loop(tmp_path / "decorator"),
+        "decorator": decorator_run(tmp_path / "decorator"),
         "lightning": lightning_loop(tmp_path / "lightning"),
         "ignite": ignite_loop(tmp_path / "ignite"),
     }

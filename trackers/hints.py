@@ -53,6 +53,12 @@ def missing_loss_fix(loop: str, stage: str) -> str:
     return table.get(loop, table["decorator"])
 
 
+def no_scores_in(raw: object) -> str:
+    """Why a structured forward output gave callbacks no class scores, and the fix."""
+    return (f"the model's {type(raw).__name__} output holds no tensor of class scores; "
+            "name it with Tracker(..., outputs='<key>')")
+
+
 def missing_outputs_fix(loop: str) -> str:
     """What to change so batches under ``loop`` carry the model's outputs."""
     return _OUTPUTS.get(loop, _OUTPUTS["decorator"])

@@ -31,14 +31,8 @@ class OptimizerWatch:
         self._model_ref = weakref.ref(model) if model is not None else None
         self._before_step = before_step
         self._ours: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
-        self.seen: list[weakref.ref[Any]] = []
         self.steps = 0
         self._handles = [register_optimizer_step_pre_hook(self._pre), register_optimizer_step_post_hook(self._post)]
-
-    @property
-    def optimizers(self) -> list[Any]:
-        """The model's optimizers seen stepping so far, in order."""
-        return [o for o in (ref() for ref in self.seen) if o is not None]
 
     def _is_ours(self, optimizer: Any) -> bool:
         known = self._ours.get(optimizer)
@@ -52,8 +46,6 @@ class OptimizerWatch:
                 ids = {id(p) for p in model.parameters()}
                 known = any(id(p) in ids for group in optimizer.param_groups for p in group["params"])
             self._ours[optimizer] = known
-            if known:
-                self.seen.append(weakref.ref(optimizer))
         return known
 
     def _pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:

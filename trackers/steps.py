@@ -69,13 +69,14 @@ def split_result(result: Any) -> tuple[Any, Any, Any, bool]:
         return _loss_in(result), outputs, _first(result, TARGET_KEYS + ("y",)), True
     if hasattr(result, "loss"):
         return result.loss, getattr(result, "logits", None), None, True
-    if isinstance(result, (tuple, list)) and result and _is_scalar(result[0]):
+    if isinstance(result, (tuple, list)) and result and is_scalar(result[0]):
         rest = list(result[1:]) + [None, None]
         return result[0], rest[0], rest[1], True  # (loss, outputs, targets), the shape ignite steps often return
     return None, None, None, False
 
 
-def _is_scalar(value: Any) -> bool:
+def is_scalar(value: Any) -> bool:
+    """A one-element tensor or a (non-bool) number: what a loss must be."""
     if isinstance(value, torch.Tensor):
         return value.numel() == 1
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -86,7 +87,7 @@ def _loss_in(result: Mapping[str, Any]) -> Any:
     if "loss" in result:
         return result["loss"]
     named = [value for key, value in result.items()
-             if isinstance(key, str) and "loss" in key.lower() and _is_scalar(value)]
+             if isinstance(key, str) and "loss" in key.lower() and is_scalar(value)]
     return named[0] if len(named) == 1 else None
 
 

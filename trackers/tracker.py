@@ -17,7 +17,7 @@ from trackers.dispatch import CallbackList
 from trackers.optimizers import OptimizerWatch
 from trackers.report import OnceReporter
 from trackers.state import BatchRecord, RunState
-from trackers.steps import OutputSelector, select_outputs, split_arguments, split_result
+from trackers.steps import OutputSelector, is_scalar, select_outputs, split_arguments, split_result
 from trackers.writers.base import Writer
 from trackers.writers.registry import resolve_writer
 
@@ -28,32 +28,32 @@ _MAX_PENDING_WITHOUT_OPTIMIZER = 64
 
 
 class _MicroBatchLosses:
-    """The losses of one step's micro-batches, summed where they live (no host sync)."""
+    """The losses of one step's micro-batches; averaged (on their device, no host sync) only when there are several."""
 
     def __init__(self) -> None:
-        self.first: Any = None  # the first micro-batch's loss as the loop gave it
-        self.total: Any = None
-        self.count = 0
-        self.batches = 0
+        self.losses: list[Any] = []
+
+    @property
+    def batches(self) -> int:
+        return len(self.losses)
 
     def add(self, loss: Any) -> None:
-        self.batches += 1
-        if self.batches == 1:
-            self.first = loss
-        usable = isinstance(loss, (torch.Tensor, int, float)) and not isinstance(loss, bool) and not (
-            isinstance(loss, torch.Tensor) and loss.numel() != 1)
-        if not usable:
-            return  # LossLogger reports an unusable loss when the step has no usable one
-        value = loss.detach().reshape(()) if isinstance(loss, torch.Tensor) else float(loss)
-        self.total = value if self.count == 0 else self.total + value
-        self.count += 1
+        self.losses.append(loss)
 
     def take(self) -> tuple[Any, int]:
-        """The mean loss of the step's micro-batches (the loss itself for one) and their number."""
-        batches = max(self.batches, 1)
-        mean = self.first if batches == 1 or self.count == 0 else self.total / self.count
-        self.first, self.total, self.count, self.batches = None, None, 0, 0
-        return mean, batches
+        """The mean loss of the step's micro-batches (the loss itself, as given, for one) and their number."""
+        losses, self.losses = self.losses, []
+        if len(losses) <= 1:
+            return (losses[0] if losses else None), 1
+        usable = [loss.detach().reshape(()) if isinstance(loss, torch.Tensor) else float(loss)
+                  for loss in losses if is_scalar(loss)]  # LossLogger reports a step with no usable loss
+        return (sum(usable) / len(usable) if usable else losses[0]), len(losses)
+
+
+def _checked_loss_fn(loss_fn: Any, owner: str) -> Callable[[Any, Any], Any] | None:
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"{owner}: loss_fn must be a function (outputs, targets) -> loss, got {loss_fn!r}")
+    return loss_fn
 
 
 def default_callbacks() -> list[Callback]:
@@ -126,8 +126,7 @@ class Tracker:
                              "you built, pass purge_step to it (TensorBoardWriter(log_dir, purge_step=T))")
         if step_on not in STEP_ON:
             raise ValueError(f"Tracker: step_on must be one of {STEP_ON}, got {step_on!r}")
-        if loss_fn is not None and not callable(loss_fn):
-            raise TypeError(f"Tracker: loss_fn must be a function (outputs, targets) -> loss, got {loss_fn!r}")
+        self.loss_fn = _checked_loss_fn(loss_fn, "Tracker")
         self.callbacks = CallbackList(default_callbacks() if callbacks is None else callbacks, strict=strict)
         self._capture = ForwardCapture(model) if model is not None else None
         if not distributed.is_rank_zero() and isinstance(writer, Writer):
@@ -145,7 +144,6 @@ class Tracker:
         self.strict = strict
         self.step_on = step_on
         self.outputs = outputs
-        self.loss_fn = loss_fn
         self.state = RunState(model=model, writer=self.writer, strict=strict, capture=self._capture)
         if resume_step is not None:
             self.state.step = self.state.step_index = resume_step - 1  # the next training step is resume_step
@@ -311,10 +309,8 @@ class Tracker:
                 "again would count every step twice. Attach it once (ignite: attach(trainer, evaluator=evaluator)), "
                 "or make a second Tracker for a second loop"
             )
-        loss_fn = options.pop("loss_fn", None)
+        loss_fn = _checked_loss_fn(options.pop("loss_fn", None), "Tracker.attach")
         if loss_fn is not None:
-            if not callable(loss_fn):
-                raise TypeError(f"Tracker.attach: loss_fn must be a function (outputs, targets) -> loss, got {loss_fn!r}")
             self.loss_fn = loss_fn
         attach(self, loop, **options)
         self._attached_to = loop
@@ -486,11 +482,10 @@ class Tracker:
             batch.loss = loss
         if targets is not None:
             batch.targets = targets
-        raw = outputs
+        raw = detach_tree(outputs) if outputs is not None else None
         if raw is None and batch.outputs is None and self._capture is not None:
-            raw = self._capture.outputs
+            raw = self._capture.outputs  # detached by the hook
         if raw is not None:
-            raw = detach_tree(raw)
             batch.raw_outputs = raw
             batch.outputs, problem = select_outputs(raw, self.outputs)
             if problem:
@@ -509,9 +504,9 @@ class Tracker:
 
     def _optimizer_stepped_in_call(self) -> bool:
         """Whether the training batch that just ended ends its step, for loops that don't say."""
-        stepped = self._optimizer_watch.steps > self._step_opened_at
         if self.step_on == "call":
             return True
+        stepped = self._optimizer_watch.steps > self._step_opened_at
         if not stepped and self._optimizer_watch.steps == 0 and \
                 self._micro_losses.batches >= _MAX_PENDING_WITHOUT_OPTIMIZER:
             self._reporter.warn(
@@ -559,11 +554,15 @@ class Tracker:
         if self.callbacks.wants("on_train_batch_end"):
             self.callbacks.call("on_train_batch_end", self.state, batch)
 
+    def add_optimizer(self, optimizer: Any) -> None:
+        """Make ``optimizer`` one of the run's (``state.optimizers``), once; adapters hand over the framework's."""
+        if not any(known is optimizer for known in self.state.optimizers):
+            self.state.optimizers.append(optimizer)
+
     def _before_optimizer_step(self, optimizer: Any) -> None:
         if self._closed:
             return
-        if not any(known is optimizer for known in self.state.optimizers):
-            self.state.optimizers.append(optimizer)
+        self.add_optimizer(optimizer)
         if self._step_open and self.callbacks.wants("on_before_optimizer_step"):
             self.callbacks.call("on_before_optimizer_step", self.state, optimizer)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from trackers.adapters._epochs import LateEpochEnd
 from trackers.adapters._imports import require
+from trackers.adapters._metrics import find_loss
 from trackers.steps import split_arguments, split_result
 
 LOSS_METRIC_NAMES = ("loss", "val_loss", "nll", "cross_entropy", "ce", "bce")
@@ -50,12 +51,6 @@ def loss_metric_name(evaluator: Any, given: str | None) -> str | None:
                 if names:
                     return names[-1]
     return None
-
-
-def _pass_loss(metrics: Mapping[str, Any], name: str | None) -> Any:
-    if name is not None:
-        return metrics.get(name)
-    return next((metrics[key] for key in LOSS_METRIC_NAMES if key in metrics), None)
 
 
 def attach_ignite(tracker: Any, engine: Any, evaluator: Any = None,
@@ -142,7 +137,8 @@ def attach_ignite(tracker: Any, engine: Any, evaluator: Any = None,
             pending["validation_batch"] = None
 
     def validation_completed(e: Any) -> None:
-        tracker.validation_end(loss=_pass_loss(e.state.metrics, loss_metric_name(evaluator, val_loss_key)))
+        tracker.validation_end(loss=find_loss(e.state.metrics, loss_metric_name(evaluator, val_loss_key),
+                                              LOSS_METRIC_NAMES))
 
     evaluator.add_event_handler(events.STARTED, validation_started)
     evaluator.add_event_handler(events.ITERATION_STARTED, validation_iteration_started)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from trackers.adapters._imports import require
+from trackers.adapters._metrics import find_loss
 from trackers.steps import split_arguments, split_result
 
 LOGGED_LOSS_NAMES = {
@@ -32,15 +33,9 @@ def logged_loss(trainer: Any, stage: str, key: str | None = None) -> Any:
     else the one logged metric whose name starts like the stage and contains
     ``loss``.
     """
-    metrics = trainer.callback_metrics
-    if key is not None:
-        return metrics.get(key)
-    for name in LOGGED_LOSS_NAMES.get(stage, ()):
-        if name in metrics:
-            return metrics[name]
-    candidates = [name for name in metrics if "loss" in name.lower()
-                  and name.lower().startswith(_PREFIXES.get(stage, (stage,)))]
-    return metrics[candidates[0]] if len(candidates) == 1 else None
+    prefixes = _PREFIXES.get(stage, (stage,))
+    return find_loss(trainer.callback_metrics, key, LOGGED_LOSS_NAMES.get(stage, ()),
+                     lambda name: "loss" in name.lower() and name.lower().startswith(prefixes))
 
 
 def _axis_step(trainer: Any) -> int:
@@ -77,8 +72,7 @@ def attach_lightning(tracker: Any, trainer: Any, package: str = "lightning.pytor
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
             tracker.start()
             for optimizer in trainer.optimizers:
-                if not any(known is optimizer for known in tracker.state.optimizers):
-                    tracker.state.optimizers.append(optimizer)
+                tracker.add_optimizer(optimizer)
 
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
             tracker.epoch_start(trainer.current_epoch)

@@ -8,6 +8,7 @@ from typing import Any
 
 from trackers.adapters._epochs import LateEpochEnd
 from trackers.adapters._imports import require
+from trackers.adapters._metrics import find_loss
 
 INPUT_KEYS = ("input_ids", "pixel_values", "input_values", "inputs_embeds")
 
@@ -25,14 +26,7 @@ def _logits(output: Any) -> Any:
 
 def metrics_loss(metrics: Mapping[str, Any] | None, prefix: str, key: str | None = None) -> Any:
     """The pass's loss in the metrics the Trainer reports: ``key``, else ``<prefix>_loss``, else the one ``*_loss``."""
-    if not metrics:
-        return None
-    if key is not None:
-        return metrics.get(key)
-    if f"{prefix}_loss" in metrics:
-        return metrics[f"{prefix}_loss"]
-    losses = [name for name in metrics if name.endswith("_loss")]
-    return metrics[losses[0]] if len(losses) == 1 else None
+    return find_loss(metrics, key, (f"{prefix}_loss",), lambda name: name.endswith("_loss"))
 
 
 def attach_transformers(tracker: Any, trainer: Any, val_loss_key: str | None = None) -> None:
@@ -104,8 +98,8 @@ def attach_transformers(tracker: Any, trainer: Any, val_loss_key: str | None = N
         def on_train_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
             tracker.start()
             optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper holds the torch one
-            if optimizer is not None and not any(known is optimizer for known in tracker.state.optimizers):
-                tracker.state.optimizers.append(optimizer)
+            if optimizer is not None:
+                tracker.add_optimizer(optimizer)
 
         def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.late_epoch_end.settle()
