@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -138,9 +140,12 @@ def test_gradient_accumulation_logs_the_step_loss_not_the_scaled_one(tmp_path):
     module = Basics()
     trainer = _trainer(max_epochs=1, accumulate_grad_batches=2, num_sanity_val_steps=0, limit_val_batches=0)
     train = data()[0] * 2  # 6 batches: 3 optimizer steps
-    with Tracker(module, callbacks=[LossLogger(every_n_steps=1)], writer=str(tmp_path)) as tracker:
-        tracker.attach(trainer)
-        trainer.fit(module, loader(train))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Tracker(module, callbacks=[LossLogger(every_n_steps=1)], writer=str(tmp_path)) as tracker:
+            tracker.attach(trainer)
+            trainer.fit(module, loader(train))
+    assert not [w for w in caught if "step_on" in str(w.message)]  # the plain loop's advice is not Lightning's
     assert trainer.global_step == 3
     points = [(e.step, e.value) for e in load_run(tmp_path).Scalars("train/loss")]
     returned = module.returned

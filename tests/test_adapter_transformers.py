@@ -7,6 +7,8 @@ metrics ``evaluate``/``predict`` return), read back with TensorBoard's reader.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -122,8 +124,11 @@ def test_train_loss_is_the_trainers_logged_loss_on_its_global_step(tmp_path, acc
                            logging_steps=1)
     tracker = Tracker(model, callbacks=[LossLogger(every_n_steps=logging_steps)], writer=str(tmp_path / "run"))
     tracker.attach(trainer)
-    trainer.train()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
     tracker.close()
+    assert not [w for w in caught if "step_on" in str(w.message)]  # the plain loop's advice is not the Trainer's
 
     micro_batches = -(-n_train // 4)
     steps_per_epoch = -(-micro_batches // accumulation)

@@ -62,6 +62,7 @@ def attach_lightning(tracker: Any, trainer: Any, package: str = "lightning.pytor
     """
     pl = require(package)
     tracker.state.loop = "lightning"
+    tracker.step_on = "optimizer"  # the callback says when Lightning stepped
 
     class LooptrackCallback(pl.Callback):
         def __init__(self) -> None:

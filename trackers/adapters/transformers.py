@@ -48,6 +48,7 @@ def attach_transformers(tracker: Any, trainer: Any, val_loss_key: str | None = N
     """
     transformers = require("transformers")
     tracker.state.loop = "transformers"
+    tracker.step_on = "optimizer"  # on_step_end says when the Trainer stepped
     capture = tracker.state.capture
 
     def captured_logits() -> Any:
