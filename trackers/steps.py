@@ -95,10 +95,8 @@ OutputSelector = Any  # None, a key or attribute name, an index, or a function r
 
 
 def _first_tensor(values: Any) -> Any:
-    import torch as _torch
-
     for value in values:
-        if isinstance(value, _torch.Tensor) and value.ndim >= 1:  # a 0-d tensor is a loss, not scores
+        if isinstance(value, torch.Tensor) and value.ndim >= 1:  # a 0-d tensor is a loss, not scores
             return value
     return None
 
