@@ -24,6 +24,7 @@ from callbacks import LossLogger  # noqa: E402
 from common import machine, paired_rounds, timed  # noqa: E402
 from trackers import Tracker  # noqa: E402
 from trackers.demo import TutorialNet  # noqa: E402
+from trackers.optimizers import OptimizerWatch  # noqa: E402
 
 
 def main() -> None:
@@ -86,6 +87,30 @@ def main() -> None:
         print(f"  {name:44s} {statistics.median(values) * 1e3:9.3f} {100 * (statistics.median(ratios) - 1):+37.2f}%")
     ratios = [v / b for v, b in zip(rounds["looptrack LossLogger(50)"], rounds["bare loop"])]
     print(f"  LossLogger overhead: {100 * (statistics.median(ratios) - 1):+.2f}% (target <= 1 %)")
+    hooks_cost()
+
+
+def hooks_cost(calls: int = 20_000, rounds: int = 7) -> None:
+    """What torch's global optimizer step hooks of a Tracker (OptimizerWatch) add to one ``optimizer.step()``.
+
+    While a Tracker is open its hooks run in every loop of the process, the bare one above included, so
+    they are measured here on their own: an optimizer over one tiny tensor, with and without a watch.
+    """
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    parameter.grad = torch.zeros(1)
+    optimizer = torch.optim.SGD([parameter], lr=0.0)
+    model = torch.nn.Module()
+    model.weight = parameter
+
+    def steps() -> float:
+        return timed(lambda: [optimizer.step() for _ in range(calls)]) / calls
+
+    without = statistics.median(steps() for _ in range(rounds))
+    watch = OptimizerWatch(model, first_seen=lambda optimizer: None)
+    with_watch = statistics.median(steps() for _ in range(rounds))
+    watch.remove()
+    print(f"  optimizer step hooks: {1e6 * (with_watch - without):.2f} us per optimizer.step() "
+          f"({1e6 * without:.1f} us without, {1e6 * with_watch:.1f} us with)")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ class _MeanOnDevice:
             self.first_step = step
             self.total = 0.0
         if isinstance(value, torch.Tensor):
-            value = value.detach().reshape(()).to(torch.float32)
+            value = value.detach().reshape(())
+            if value.dtype != torch.float32:
+                value = value.float()
             term = value * weight if weight != 1 else value
             if isinstance(self.total, torch.Tensor) and self.total.device == term.device:
                 self.total.add_(term)

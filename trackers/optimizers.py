@@ -19,22 +19,29 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 class OptimizerWatch:
     """Counts steps of the optimizers that update ``model``'s parameters (any optimizer when ``model`` is None).
 
-    >>> watch = OptimizerWatch(net, before_step=lambda optimizer: None)   # doctest: +SKIP
+    >>> watch = OptimizerWatch(net, first_seen=print)                      # doctest: +SKIP
     >>> optimizer.step(); watch.steps                                      # doctest: +SKIP
     1
     >>> watch.remove()                                                     # doctest: +SKIP
 
-    Checking whether an optimizer is the model's is done once per optimizer.
+    Checking whether an optimizer is the model's is done once per optimizer;
+    ``first_seen(optimizer)`` is called then, ``before_step(optimizer)``
+    before each of its steps.
     """
 
-    def __init__(self, model: torch.nn.Module | None, before_step: Callable[[Any], None]) -> None:
+    def __init__(self, model: torch.nn.Module | None, before_step: Callable[[Any], None] | None = None,
+                 first_seen: Callable[[Any], None] | None = None) -> None:
         self._model_ref = weakref.ref(model) if model is not None else None
         self._before_step = before_step
+        self._first_seen = first_seen
         self._ours: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+        self._last: weakref.ref[Any] | None = None  # the optimizer asked about last, known to be the model's
         self.steps = 0
         self._handles = [register_optimizer_step_pre_hook(self._pre), register_optimizer_step_post_hook(self._post)]
 
     def _is_ours(self, optimizer: Any) -> bool:
+        if self._last is not None and self._last() is optimizer:  # the usual case: the same optimizer every step
+            return True
         known = self._ours.get(optimizer)
         if known is None:
             model = self._model_ref() if self._model_ref is not None else None
@@ -46,10 +53,14 @@ class OptimizerWatch:
                 ids = {id(p) for p in model.parameters()}
                 known = any(id(p) in ids for group in optimizer.param_groups for p in group["params"])
             self._ours[optimizer] = known
+            if known and self._first_seen is not None:
+                self._first_seen(optimizer)
+        if known:
+            self._last = weakref.ref(optimizer)
         return known
 
     def _pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if self._is_ours(optimizer):
+        if self._is_ours(optimizer) and self._before_step is not None:
             self._before_step(optimizer)
 
     def _post(self, optimizer: Any, args: Any, kwargs: Any) -> None:

@@ -163,7 +163,9 @@ class Tracker:
         self._calls_with_optimizer_step = 0
         self._calls_without_optimizer_step = 0
         self._steps_at_last_call: int | None = None
-        self._optimizer_watch = OptimizerWatch(model, self._before_optimizer_step)
+        wants_gradients = self.callbacks.wants("on_before_optimizer_step")
+        self._optimizer_watch = OptimizerWatch(model, self._before_optimizer_step if wants_gradients else None,
+                                               first_seen=self.add_optimizer)
         lifecycle.register_tracker(self)
 
     @classmethod
@@ -560,10 +562,7 @@ class Tracker:
             self.state.optimizers.append(optimizer)
 
     def _before_optimizer_step(self, optimizer: Any) -> None:
-        if self._closed:
-            return
-        self.add_optimizer(optimizer)
-        if self._step_open and self.callbacks.wants("on_before_optimizer_step"):
+        if self._step_open and not self._closed:
             self.callbacks.call("on_before_optimizer_step", self.state, optimizer)
 
     def _begin_pass(self, kind: str, stage: str) -> None:
