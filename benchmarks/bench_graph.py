@@ -23,7 +23,7 @@ from benchmarks_path import add_repo_to_path
 add_repo_to_path()
 
 from common import machine  # noqa: E402
-from trackers.graphdef import trace_graph  # noqa: E402
+from trackers.tensorboard.graphdef import trace_graph  # noqa: E402
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ add_repo_to_path()
 from callbacks import LossLogger  # noqa: E402
 from common import machine, paired_rounds, timed  # noqa: E402
 from trackers import Tracker  # noqa: E402
-from trackers.demo import TutorialNet  # noqa: E402
-from trackers.optimizers import OptimizerWatch  # noqa: E402
+from trackers.tools.demo import TutorialNet  # noqa: E402
+from trackers.core.optimizers import OptimizerWatch  # noqa: E402
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from common import machine  # noqa: E402
 CHILD = r"""
 import resource, sys, torch, torch.nn.functional as F
 sys.path.insert(0, {root!r})
-from trackers.demo import CLASSES, TutorialNet
+from trackers.tools.demo import CLASSES, TutorialNet
 mode, steps, log_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 torch.manual_seed(0)
 net = TutorialNet()

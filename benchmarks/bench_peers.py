@@ -35,7 +35,7 @@ from benchmarks_path import add_repo_to_path
 add_repo_to_path()
 
 from common import machine  # noqa: E402
-from trackers.demo import CLASSES, TutorialNet  # noqa: E402
+from trackers.tools.demo import CLASSES, TutorialNet  # noqa: E402
 
 LOSS_EVERY, FIGURE_EVERY, HIST_EVERY = 50, 500, 100
 

@@ -31,7 +31,7 @@ add_repo_to_path()
 from callbacks import ParameterHistograms, PRCurves  # noqa: E402
 from common import machine  # noqa: E402
 from trackers import TensorBoardWriter  # noqa: E402
-from trackers.state import BatchRecord, RunState  # noqa: E402
+from trackers.core.state import BatchRecord, RunState  # noqa: E402
 
 
 def settle(summary_writer: SummaryWriter) -> None:
@@ -121,7 +121,7 @@ def bench_prediction_figure(rounds: int, root: str) -> None:
     import torch.nn.functional as F
 
     from callbacks import PredictionFigure
-    from trackers.demo import CLASSES, TutorialNet
+    from trackers.tools.demo import CLASSES, TutorialNet
 
     net = TutorialNet()
     images, labels = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))

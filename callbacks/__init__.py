@@ -3,7 +3,7 @@
     from callbacks import Callback, LossLogger
 """
 
-from callbacks.base import EVENTS, Callback
+from callbacks.base import EVENTS, Callback, Every, FirstStep, every_step
 from callbacks.embedding import Embedding
 from callbacks.graph import GraphTrace
 from callbacks.histograms import ParameterHistograms
@@ -19,6 +19,8 @@ __all__ = [
     "EVENTS",
     "Callback",
     "Embedding",
+    "Every",
+    "FirstStep",
     "GraphTrace",
     "HParams",
     "ImageGrid",
@@ -28,4 +30,5 @@ __all__ = [
     "ParameterHistograms",
     "PredictionFigure",
     "TextLogger",
+    "every_step",
 ]

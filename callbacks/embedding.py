@@ -10,9 +10,8 @@ import torch
 
 from callbacks.base import Callback
 from callbacks.images import Unnormalize, as_nchw, check_unnormalize, image_problem, unnormalized
-from trackers.report import OnceReporter
-from trackers.state import BatchRecord, RunState
-from trackers.writers.records import Deferred, snapshot
+from trackers.errors import OnceReporter
+from trackers.core.state import BatchRecord, RunState
 
 
 class _Sample:
@@ -113,9 +112,8 @@ class Embedding(Callback):
         mat = torch.cat(sample.features)
         metadata = None
         if len(sample.targets) == len(sample.features):
-            targets = snapshot(torch.cat(sample.targets))
             classes = self.classes
-            metadata = Deferred(lambda t: [classes[i] if classes and 0 <= i < len(classes) else str(i)
-                                           for i in t.tolist()], targets)
+            metadata = state.writer.later(lambda t: [classes[i] if classes and 0 <= i < len(classes) else str(i)
+                                                     for i in t.tolist()], torch.cat(sample.targets))
         label_img = torch.cat(sample.images) if len(sample.images) == len(sample.features) else None
         state.writer.embedding(mat, metadata=metadata, label_img=label_img, step=max(state.step, 0), tag=self.tag)

@@ -7,9 +7,9 @@ from typing import Any
 import torch
 
 from callbacks.base import Callback
-from trackers.graphdef import trace_graph
-from trackers.report import OnceReporter
-from trackers.state import BatchRecord, RunState
+from trackers.tensorboard.graphdef import trace_graph
+from trackers.errors import OnceReporter
+from trackers.core.state import BatchRecord, RunState
 
 
 class GraphTrace(Callback):

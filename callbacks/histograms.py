@@ -8,9 +8,9 @@ from typing import Any
 import torch
 
 from callbacks.base import Callback
-from trackers.report import OnceReporter
-from trackers.schedule import Every
-from trackers.state import BatchRecord, RunState
+from trackers.errors import OnceReporter
+from trackers.core.schedule import Every
+from trackers.core.state import BatchRecord, RunState
 
 Include = Sequence[str] | Callable[[str, torch.nn.Parameter], bool] | None
 
@@ -65,12 +65,10 @@ class ParameterHistograms(Callback):
             )
 
     def on_before_optimizer_step(self, state: RunState, optimizer: Any) -> None:
-        if self.gradients and self.every.fires(state.step_index):
+        if self.gradients:
             self._log_gradients(state)  # the step's gradients exist now, before the loop zeroes them
 
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
-        if not self.every.fires(state.step_index):
-            return
         writer, step = state.writer, state.step
         for name, param in self._parameters:
             writer.histogram(f"parameters/{name}", param, step, nonfinite_tag=f"nonfinite/parameters/{name}")

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from callbacks.base import Callback
-from trackers.report import OnceReporter
-from trackers.state import RunState
+from trackers.errors import OnceReporter
+from trackers.core.state import RunState
 
 _VALUE_TYPES = (int, float, str, bool)
 

@@ -6,9 +6,9 @@ import torch
 
 from callbacks.base import Callback
 from callbacks.images import Unnormalize, as_nchw, check_unnormalize, image_problem, unnormalized
-from trackers.report import OnceReporter
-from trackers.schedule import Every
-from trackers.state import BatchRecord, RunState
+from trackers.errors import OnceReporter
+from trackers.core.schedule import Every, FirstStep
+from trackers.core.state import BatchRecord, RunState
 
 
 class ImageGrid(Callback):
@@ -23,7 +23,7 @@ class ImageGrid(Callback):
 
     def __init__(self, every_n_steps: int | None = None, tag: str = "images", n: int | None = None,
                  nrow: int = 8, unnormalize: Unnormalize = (0.5, 0.5)) -> None:
-        self.every = None if every_n_steps is None else Every(every_n_steps, owner="ImageGrid")
+        self.every = FirstStep() if every_n_steps is None else Every(every_n_steps, owner="ImageGrid")
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ValueError(f"ImageGrid: n must be a positive integer or None (the whole batch), got {n!r}")
         self.tag = tag
@@ -34,8 +34,7 @@ class ImageGrid(Callback):
         self._reporter = OnceReporter()
 
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
-        due = state.step_index == 0 if self.every is None else self.every.fires(state.step_index)
-        if self.disabled or not due:
+        if self.disabled:
             return
         problem = image_problem(batch.inputs)
         if problem:

@@ -7,9 +7,9 @@ from typing import Any
 import torch
 
 from callbacks.base import Callback
-from trackers.report import OnceReporter
-from trackers.schedule import Every
-from trackers.state import BatchRecord, RunState
+from trackers.errors import OnceReporter
+from trackers.core.schedule import Every
+from trackers.core.state import BatchRecord, RunState
 
 
 def group_tags(optimizers: list[Any], tag: str) -> list[tuple[str, dict[str, Any]]]:
@@ -62,13 +62,11 @@ optimizer is about to step, before a scheduler moves it). A tensor
         self._taken: list[tuple[str, Any]] | None = None
 
     def on_before_optimizer_step(self, state: RunState, optimizer: Any) -> None:
-        if self.every.fires(state.step_index) and self._taken is None:
+        if self._taken is None:
             self._taken = self._values(state)  # the rates this step uses, before a scheduler moves them
 
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
         taken, self._taken = self._taken, None
-        if not self.every.fires(state.step_index):
-            return
         values = taken if taken is not None else self._values(state)
         if not values:
             self._reporter.warn("no-optimizer", f"LearningRate: no optimizer was seen by step {state.step} (none "

@@ -6,11 +6,11 @@ from typing import Any
 
 import torch
 
-from callbacks.base import Callback
-from trackers import distributed, hints
-from trackers.report import OnceReporter
-from trackers.schedule import Every
-from trackers.state import BatchRecord, RunState
+from callbacks.base import Callback, every_step
+from trackers.core import distributed, hints
+from trackers.errors import OnceReporter
+from trackers.core.schedule import Every
+from trackers.core.state import BatchRecord, RunState
 
 
 class _MeanOnDevice:
@@ -100,6 +100,7 @@ class LossLogger(Callback):
     def on_train_start(self, state: RunState) -> None:
         self._train = _MeanOnDevice()
 
+    @every_step  # every step's loss goes into the window's mean; the window is written when self.every fires
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
         loss = self._usable(batch.loss, state, "train")
         if loss is not None:

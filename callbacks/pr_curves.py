@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from callbacks.base import Callback
-from trackers import distributed, hints, pr_curve
-from trackers.report import OnceReporter
-from trackers.state import BatchRecord, RunState
-from trackers.writers.records import Deferred, PRCurve, snapshot
+from trackers.core import distributed, hints
+from trackers.tensorboard import pr_curve
+from trackers.errors import OnceReporter
+from trackers.core.state import BatchRecord, RunState
 
 
 def _checked_buckets(outputs: torch.Tensor, targets: torch.Tensor, num_thresholds: int,
@@ -96,8 +96,8 @@ class PRCurves(Callback):
             return
         outputs, targets = torch.cat(self._outputs), torch.cat(self._targets)
         self._outputs, self._targets = [], []
-        raw = Deferred.on_device(_checked_buckets, outputs, targets, self.num_thresholds, self.probabilities)
-        self._submit(state, Deferred(self._report_left_out, raw))
+        raw = state.writer.on_device(_checked_buckets, outputs, targets, self.num_thresholds, self.probabilities)
+        self._write(state, state.writer.later(self._report_left_out, raw))
 
     def _write_summed_over_ranks(self, state: RunState) -> None:
         """Every rank counts its own share on its device; the counts are summed (three all-reduces)."""
@@ -114,15 +114,14 @@ class PRCurves(Callback):
         summed = tuple(distributed.sum_across_ranks(t) for t in raw)
         if not distributed.is_rank_zero():
             return
-        on_host = Deferred(lambda *parts: parts, *(snapshot(t) for t in summed))  # small: C x 2 x T counts
-        checked = Deferred(self._report_left_out, on_host)
-        self._submit(state, checked)
+        checked = state.writer.later(lambda *parts: self._report_left_out(parts), *summed)  # small: C x 2 x T counts
+        self._write(state, checked)
 
-    def _submit(self, state: RunState, checked: Deferred) -> None:
-        walltime = time.time()
+    def _write(self, state: RunState, checked: Any) -> None:
+        """One curve per class from the ``[C, 2, T]`` counts, all at one step."""
         for index, name in enumerate(self.classes):
-            state.writer.submit(PRCurve(self.tag_prefix + name, checked.part(index), max(state.step, 0), walltime,
-                                        self.num_thresholds))
+            state.writer.pr_curve_counts(self.tag_prefix + name, checked.part(index), max(state.step, 0),
+                                         num_thresholds=self.num_thresholds)
 
     def _report_left_out(self, raw: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
         buckets, bad_targets, nonfinite = raw

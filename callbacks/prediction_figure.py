@@ -9,11 +9,10 @@ import torch
 
 from callbacks.base import Callback
 from callbacks.images import Unnormalize, as_nchw, check_unnormalize, image_problem, unnormalized
-from trackers import hints
-from trackers.report import OnceReporter
-from trackers.schedule import Every
-from trackers.state import BatchRecord, RunState
-from trackers.writers.records import materialize, snapshot
+from trackers.core import hints
+from trackers.errors import OnceReporter
+from trackers.core.schedule import Every
+from trackers.core.state import BatchRecord, RunState
 
 
 RENDERERS = ("pillow", "matplotlib")
@@ -121,7 +120,7 @@ class PredictionFigure(Callback):
         self._reporter = OnceReporter()
 
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
-        if self.disabled or not self.every.fires(state.step_index):
+        if self.disabled:
             return
         problem = self._problem(batch, state)
         if problem:
@@ -135,18 +134,18 @@ class PredictionFigure(Callback):
         with torch.no_grad():
             images = unnormalized(as_nchw(batch.inputs[:k].detach()), self.unnormalize)
             confidence, prediction = torch.softmax(batch.outputs[:k].detach().float(), dim=1).max(dim=1)
-        frozen = [snapshot(t) for t in (images, prediction, confidence, batch.targets[:k].detach().reshape(-1))]
         classes = self.classes
         render = draw_predictions if self.renderer == "pillow" else render_predictions
 
-        def draw():
-            images_, predictions, confidences, targets = (materialize(t) for t in frozen)
+        def draw(images_: torch.Tensor, predictions: torch.Tensor, confidences: torch.Tensor,
+                 targets: torch.Tensor) -> object:
             outside = [t for t in targets.tolist() if not 0 <= t < len(classes)]
             if outside:
                 raise ValueError(f"PredictionFigure: target {outside[0]} is outside the {len(classes)} classes")
             return render(images_.numpy(), predictions.tolist(), confidences.tolist(), targets.tolist(), classes)
 
-        state.writer.figure(self.tag, draw, state.step)
+        drawing = state.writer.later(draw, images, prediction, confidence, batch.targets[:k].detach().reshape(-1))
+        state.writer.figure(self.tag, drawing, state.step)
 
     def _problem(self, batch: BatchRecord, state: RunState) -> str | None:
         problem = image_problem(batch.inputs)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from callbacks.base import Callback
-from trackers.schedule import Every
-from trackers.state import BatchRecord, RunState
+from trackers.core.schedule import Every
+from trackers.core.state import BatchRecord, RunState
 
 
 class TextLogger(Callback):
@@ -34,5 +34,5 @@ class TextLogger(Callback):
             state.writer.text(self.tag, "    " + repr(state.model).replace("\n", "\n    "), 0)
 
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
-        if callable(self.text) and self.every is not None and self.every.fires(state.step_index):
+        if callable(self.text):
             state.writer.text(self.tag, str(self.text(state)), state.step)

@@ -8,7 +8,7 @@ tutorial's loop with ``@tracker.train_step`` / ``@tracker.eval_step`` instead
 of the hand-written ``SummaryWriter`` calls.
 """
 
-from trackers.demo import main
+from trackers.tools.demo import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

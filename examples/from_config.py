@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from trackers import Tracker
-from trackers.demo import TutorialNet, fashion_mnist_datasets
+from trackers.tools.demo import TutorialNet, fashion_mnist_datasets
 from trackers.writers.logdir import view_command
 
 

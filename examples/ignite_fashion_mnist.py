@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from callbacks import GraphTrace, LossLogger, ParameterHistograms, PRCurves, PredictionFigure
 from trackers import Tracker
-from trackers.demo import CLASSES, TutorialNet, fashion_mnist_datasets
+from trackers.tools.demo import CLASSES, TutorialNet, fashion_mnist_datasets
 from trackers.writers.logdir import view_command
 
 

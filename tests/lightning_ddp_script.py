@@ -33,4 +33,4 @@ trainer = pl.Trainer(max_epochs=1, strategy="ddp", accelerator="cpu", devices=2,
 tracker.attach(trainer)
 trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=8), DataLoader(TensorDataset(x, y), batch_size=8))
 rank = trainer.global_rank
-json.dump({"rank": rank, "writer": type(tracker.writer).__name__, "steps": tracker.step}, open(f"{report}.{rank}", "w"))
+json.dump({"rank": rank, "writer": [type(s).__name__ for s in tracker.writer.sinks], "steps": tracker.step}, open(f"{report}.{rank}", "w"))

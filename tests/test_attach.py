@@ -8,7 +8,7 @@ import pytest
 
 from trackers import Tracker
 from trackers.adapters import _kind
-from trackers.adapters._imports import require
+from trackers.optional import require
 
 
 def test_an_unknown_loop_lists_what_is_supported():

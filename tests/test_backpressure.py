@@ -8,23 +8,25 @@ import tracemalloc
 
 import pytest
 
-from trackers import LooptrackWarning, Writer
+from trackers import LooptrackWarning, Sink, Writer
 
 
-class SlowWriter(Writer):
+class SlowSink(Sink):
     """Takes its time over every record, like a backend on a slow disk or network."""
 
-    name = "slow"
-
-    def __init__(self, delay: float, **options) -> None:
+    def __init__(self, delay: float) -> None:
         self.delay = delay
         self.written: list[int] = []
-        self.max_seen_pending = 0
-        super().__init__(**options)
 
     def write_scalar(self, record) -> None:
         time.sleep(self.delay)
         self.written.append(record.step)
+
+
+def SlowWriter(delay: float, **options) -> Writer:
+    writer = Writer(SlowSink(delay), **options)
+    writer.written = writer.sinks[0].written
+    return writer
 
 
 def test_block_policy_loses_nothing_and_bounds_the_queue():
@@ -32,7 +34,7 @@ def test_block_policy_loses_nothing_and_bounds_the_queue():
     peak = 0
     for step in range(2_000):
         writer.scalar("x", 1.0, step)
-        peak = max(peak, writer._queue.pending)
+        peak = max(peak, writer.pending)
     writer.close()
     assert peak <= 50
     assert writer.written == list(range(2_000)) and writer.dropped == 0

@@ -7,7 +7,7 @@ import torch
 
 from callbacks import ImageGrid, LossLogger, PRCurves, PredictionFigure
 from trackers import LooptrackWarning, MemoryWriter, Tracker
-from trackers.demo import CLASSES, TutorialNet
+from trackers.tools.demo import CLASSES, TutorialNet
 
 
 def _messages(caught) -> str:
@@ -57,4 +57,4 @@ def test_a_figure_that_fails_to_render():
         writer.figure("f", broken, 3)
         writer.scalar("after", 1.0, 4)
         writer.close()
-    assert writer.scalars("after") == [(4, 1.0)]
+    assert writer.series("after") == [(4, 1.0)]

@@ -12,8 +12,8 @@ import torch
 
 from conftest import PYTHON, load_run
 from trackers import TensorBoardWriter
-from trackers.cli import main
-from trackers.demo import SyntheticFashionMNIST, TutorialNet, fresh_log_dir
+from trackers.tools.cli import main
+from trackers.tools.demo import SyntheticFashionMNIST, TutorialNet, fresh_log_dir
 from trackers.writers.logdir import view_command
 
 

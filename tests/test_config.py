@@ -11,8 +11,8 @@ import torch
 
 from callbacks import Callback, LossLogger, ParameterHistograms, PRCurves
 from conftest import TinyNet, scalar_series
-from trackers import LooptrackWarning, MemoryWriter, TensorBoardWriter, Tracker
-from trackers.config import ConfigError
+from trackers import LooptrackWarning, MemorySink, TensorBoardSink, Tracker
+from trackers.core.config import ConfigError
 from trackers.registry import register_callback
 
 
@@ -27,7 +27,7 @@ def test_yaml_config_builds_callbacks_and_writer(tmp_path):
     """))
     tracker = Tracker.from_config(config, TinyNet())
     assert [type(c) for c in tracker.callbacks.callbacks] == [LossLogger, ParameterHistograms, PRCurves]
-    assert isinstance(tracker.writer, TensorBoardWriter) and tracker.log_dir == str(tmp_path / "run")
+    assert isinstance(tracker.writer.sinks[0], TensorBoardSink) and tracker.log_dir == str(tmp_path / "run")
     step = tracker.train_step(lambda v: torch.tensor(v))
     for v in (1.0, 3.0):
         step(v)
@@ -46,7 +46,7 @@ def test_toml_config_and_dict(tmp_path):
         loss = { every_n_steps = 10, tag = "loss/train" }
     """))
     tracker = Tracker.from_config(config)
-    assert tracker.strict and isinstance(tracker.writer, MemoryWriter)
+    assert tracker.strict and isinstance(tracker.writer.sinks[0], MemorySink)
     assert tracker.callbacks.callbacks[0].tag == "loss/train"
     tracker.close()
     tracker = Tracker.from_config({"writer": "memory", "callbacks": ["loss"]})
@@ -67,7 +67,7 @@ def test_toml_config_and_dict(tmp_path):
     ({"callbacks": ["loss", {"pr_curves": {}}]}, r"callbacks\[1\] \(pr_curves\): missing required key 'classes'"),
     ({"callbacks": [{"pr_curves": {"classes": "abc"}}]}, r"callbacks\[0\] \(pr_curves\): 'classes' must be"),
     ({"callbacks": [{"loss": {"every_n_steps": 0}}]}, r"callbacks\[0\] \(loss\): LossLogger: every_n_steps must"),
-    ({"writer": {"backend": "tensorbord"}}, r"unknown writer backend 'tensorbord'; did you mean 'tensorboard'"),
+    ({"writer": {"backend": "tensorbord"}}, r"unknown sink 'tensorbord'; did you mean 'tensorboard'"),
     ({"writer": {"backend": "tensorboard", "logdir": "x"}}, r"writer \(tensorboard\): unknown key 'logdir'; did you"),
     ({"callback": []}, r"unknown top-level key 'callback'; did you mean 'callbacks'"),
     ({"callbacks": {"loss": {}}}, r"'callbacks' must be a list"),

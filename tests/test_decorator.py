@@ -8,7 +8,7 @@ import torch
 from callbacks import Callback
 from conftest import TinyNet
 from trackers import LooptrackWarning, MemoryWriter, Tracker
-from trackers.steps import split_arguments, split_result
+from trackers.core.steps import split_arguments, split_result
 
 
 class Keep(Callback):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trackers import TensorBoardWriter
-from trackers.doctor import check, format_reports, salvage
+from trackers.tools.doctor import check, format_reports, salvage
 
 from conftest import scalar_series
 

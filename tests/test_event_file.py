@@ -10,8 +10,8 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as tensorboard_masked_crc32c
 
 from conftest import load_run
-from trackers.writers.event_file import EventFile, masked_crc32c
-from trackers.writers.tensorboard import TensorBoardWriter
+from trackers.tensorboard.event_file import EventFile, masked_crc32c
+from trackers.writers.sinks.tensorboard import TensorBoardWriter
 
 
 def test_checksum_is_tensorboards():

@@ -86,7 +86,7 @@ def test_a_full_disk_never_hangs_training(tmp_path, subprocess_env, mode):
     if mode == "lenient":
         assert result.returncode == 0, result.stderr[-2000:]
         assert "training finished 399" in result.stdout
-        assert f"TensorBoardWriter({str(log_dir)!r}) could not write" in result.stderr
+        assert f"TensorBoardSink({str(log_dir)!r}) could not write" in result.stderr
         assert "File too large" in result.stderr
         assert "record(s) could not be written during this run" in result.stderr
         assert result.stderr.count("could not write") == 1  # reported once, then counted

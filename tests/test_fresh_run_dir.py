@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from callbacks import LossLogger
 from conftest import scalar_series
-from trackers import CsvWriter, JsonlWriter, LooptrackWarning, TensorBoardWriter, Tracker
+from trackers import CsvSink, CsvWriter, JsonlSink, JsonlWriter, LooptrackWarning, TensorBoardWriter, Tracker
 from trackers.writers.logdir import free_run_dir, holds_events
 
 
@@ -76,7 +76,7 @@ def test_a_second_run_goes_beside_the_first_and_says_where(tmp_path):
     (message,) = second_warned
     assert repr(str(exp)) in message and repr(str(tmp_path / "exp_2")) in message
     assert f"Tracker(..., writer={str(exp)!r}, resume_step=T)" in message
-    assert f"TensorBoardWriter({str(exp)!r}, if_exists='append')" in message
+    assert f"TensorBoardSink({str(exp)!r}, if_exists='append')" in message
 
     third, third_losses, third_warned = _run(str(exp), 2, offset=6.0)  # the first free one: exp_3
     assert third.log_dir == str(tmp_path / "exp_3")
@@ -139,8 +139,8 @@ def _read_csv(path: str) -> list[tuple[int, float]]:
 
 
 FILE_BACKENDS = {
-    "jsonl": (JsonlWriter, "looptrack.jsonl", _read_jsonl),
-    "csv": (CsvWriter, "scalars.csv", _read_csv),
+    "jsonl": (JsonlSink, "looptrack.jsonl", _read_jsonl),
+    "csv": (CsvSink, "scalars.csv", _read_csv),
 }
 
 
@@ -152,7 +152,7 @@ def test_file_backends_never_mix_runs_either(tmp_path, backend):
     second, second_losses, second_warned = _run(lambda: cls(log_dir=str(exp)), 3, offset=3.0)
 
     assert first.log_dir == str(exp) and first_warned == []
-    assert second.log_dir == str(tmp_path / "exp_2") and second.writer.path == str(tmp_path / "exp_2" / file_name)
+    assert second.log_dir == str(tmp_path / "exp_2") and second.writer.sinks[0].path == str(tmp_path / "exp_2" / file_name)
     assert read(str(exp / file_name)) == _expected(first_losses)
     assert read(str(tmp_path / "exp_2" / file_name)) == _expected(second_losses)
     (message,) = second_warned
@@ -167,17 +167,17 @@ def test_file_backends_never_mix_runs_either(tmp_path, backend):
 def test_a_file_backend_given_a_path_keeps_its_file_name(tmp_path):
     path = tmp_path / "exp" / "metrics.jsonl"
     _run(lambda: JsonlWriter(str(path)), 2)
-    second, losses, (message,) = _run(lambda: JsonlWriter(str(path)), 2, offset=3.0)
-    assert second.writer.path == str(tmp_path / "exp_2" / "metrics.jsonl")
-    assert _read_jsonl(second.writer.path) == _expected(losses)
-    assert f"JsonlWriter({str(path)!r}, if_exists='append')" in message
+    second, losses, (message,) = _run(lambda: JsonlSink(str(path)), 2, offset=3.0)
+    assert second.writer.sinks[0].path == str(tmp_path / "exp_2" / "metrics.jsonl")
+    assert _read_jsonl(second.writer.sinks[0].path) == _expected(losses)
+    assert f"JsonlSink({str(path)!r}, if_exists='append')" in message
 
 
 def test_tensorboard_and_csv_in_one_dir_move_together(tmp_path):
     exp = str(tmp_path / "exp")
-    _run(lambda: [exp, CsvWriter(log_dir=exp)], 3)
-    second, losses, warned = _run(lambda: [exp, CsvWriter(log_dir=exp)], 2, offset=3.0)
-    assert [writer.log_dir for writer in second.writer.writers] == [str(tmp_path / "exp_2")] * 2
+    _run(lambda: [exp, CsvSink(log_dir=exp)], 3)
+    second, losses, warned = _run(lambda: [exp, CsvSink(log_dir=exp)], 2, offset=3.0)
+    assert [writer.log_dir for writer in second.writer.sinks] == [str(tmp_path / "exp_2")] * 2
     assert scalar_series(tmp_path / "exp_2", "train/loss") == _expected(losses)
     assert _read_csv(str(tmp_path / "exp_2" / "scalars.csv")) == _expected(losses)
     assert len(warned) == 2  # one line per backend, each with its own way to append instead
@@ -186,7 +186,7 @@ def test_tensorboard_and_csv_in_one_dir_move_together(tmp_path):
 def test_the_default_timestamped_dir_never_collides(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     stamped = os.path.join("runs", "Jan01_00-00-00_host")  # two runs started in the same second
-    monkeypatch.setattr("trackers.writers.tensorboard.default_log_dir", lambda comment="": stamped + comment)
+    monkeypatch.setattr("trackers.writers.sinks.tensorboard.default_log_dir", lambda comment="": stamped + comment)
     first, first_losses, _ = _run(None, 3)
     second, second_losses, warned = _run(None, 2, offset=3.0)
     assert first.log_dir == stamped and second.log_dir == stamped + "_2" and len(warned) == 1

@@ -13,7 +13,7 @@ from torch import nn
 from callbacks import GraphTrace
 from conftest import load_run
 from trackers import LooptrackWarning, Tracker
-from trackers.demo import TutorialNet
+from trackers.tools.demo import TutorialNet
 
 
 # --- the seed's models, modernised -------------------------------------------------------------

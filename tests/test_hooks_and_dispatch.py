@@ -10,7 +10,7 @@ import torch
 from callbacks import Callback
 from conftest import make_batches
 from trackers import CallbackError, LooptrackWarning, MemoryWriter, Tracker
-from trackers.dispatch import CallbackList, overrides
+from trackers.core.dispatch import CallbackList, overrides
 
 
 class Recorder(Callback):

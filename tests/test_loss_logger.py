@@ -99,7 +99,7 @@ def test_no_host_sync_on_steps_that_do_not_log_nor_on_those_that_do():
     tracker.close()
     assert tutorial.syncs - bare.syncs == 120  # the counter sees the tutorial's loss.item()
     assert tracked.syncs == bare.syncs  # LossLogger adds none: the writer thread reads the value
-    assert [s for s, _ in writer.scalars("train/loss")] == [49, 99]
+    assert [s for s, _ in writer.series("train/loss")] == [49, 99]
 
 
 def test_tracker_log_does_not_sync_the_caller(tmp_path):

@@ -13,7 +13,7 @@ import torch
 
 from conftest import PYTHON
 from trackers import Tracker
-from trackers.demo import CLASSES, SyntheticFashionMNIST, TutorialNet
+from trackers.tools.demo import CLASSES, SyntheticFashionMNIST, TutorialNet
 
 mlflow = pytest.importorskip("mlflow")
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ def test_a_run_lands_in_mlflow(mlflow_server, tmp_path):
         with tracker.validation():
             evaluate(data.data[:16], data.targets[:16])
     client = mlflow.tracking.MlflowClient(mlflow_server)
-    run = client.get_run(tracker.writer.run_id)
+    run = client.get_run(tracker.writer.sinks[0].run_id)
     assert run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 3]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [3]

@@ -10,8 +10,8 @@ import torch
 
 from callbacks import LossLogger, PredictionFigure
 from conftest import scalar_series
-from trackers import CsvWriter, JsonlWriter, LooptrackWarning, MemoryWriter, MultiWriter, Tracker, Writer
-from trackers.demo import CLASSES, SyntheticFashionMNIST, TutorialNet
+from trackers import CsvWriter, JsonlWriter, LooptrackWarning, MemoryWriter, Sink, Tracker
+from trackers.tools.demo import CLASSES, SyntheticFashionMNIST, TutorialNet
 
 
 def test_jsonl_lines_read_back_with_pandas_and_pngs_beside(tmp_path):
@@ -42,9 +42,7 @@ def test_csv_keeps_scalars_and_reports_other_kinds_once(tmp_path):
     assert [(r["tag"], int(r["step"]), float(r["value"])) for r in rows] == [("a", 0, 1.0), ("b/x", 1, 2.0)]
 
 
-class Broken(Writer):
-    name = "broken"
-
+class Broken(Sink):
     def write_scalar(self, record):
         raise OSError("disk on fire")
 
@@ -56,12 +54,12 @@ def test_fan_out_from_a_tracker_and_one_failing_backend(tmp_path):
     with pytest.warns(LooptrackWarning, match="Broken could not write scalar"):
         with Tracker(net, callbacks=[LossLogger(every_n_steps=1), PredictionFigure(CLASSES, every_n_steps=2)],
                      writer=[str(tmp_path / "tb"), JsonlWriter(log_dir=tmp_path / "tb"), memory, Broken()]) as tracker:
-            assert isinstance(tracker.writer, MultiWriter)
+            assert len(tracker.writer.sinks) == 4  # one writer, one thread, four sinks
             step = tracker.train_step(lambda x, y: torch.nn.functional.cross_entropy(net(x), y))
             for i in range(4):
                 step(data.data[i * 4:(i + 1) * 4], data.targets[i * 4:(i + 1) * 4])
     assert [s for s, _ in scalar_series(tmp_path / "tb", "train/loss")] == [0, 1, 2, 3]
-    assert [s for s, _ in memory.scalars("train/loss")] == [0, 1, 2, 3]
+    assert [s for s, _ in memory.series("train/loss")] == [0, 1, 2, 3]
     lines = [json.loads(line) for line in (tmp_path / "tb" / "looptrack.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines if line["kind"] == "figure"] == [1, 3]
     assert tracker.log_dir == str(tmp_path / "tb")

@@ -16,7 +16,7 @@ from callbacks import (Embedding, HParams, ImageGrid, LearningRate, LossLogger, 
 from callbacks.prediction_figure import panel_titles
 from conftest import load_run
 from trackers import LooptrackWarning, MemoryWriter, Tracker
-from trackers.demo import CLASSES, SyntheticFashionMNIST, TutorialNet
+from trackers.tools.demo import CLASSES, SyntheticFashionMNIST, TutorialNet
 
 DATA = SyntheticFashionMNIST(96, seed=0)
 

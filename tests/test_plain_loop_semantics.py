@@ -478,7 +478,7 @@ def test_learning_rate_without_optimizer_uses_the_one_seen_stepping():
 
         for inputs, labels in make_batches(3):
             train_step(inputs, labels)
-    assert tracker.writer.scalars("lr") == [(0, pytest.approx(0.05)), (1, pytest.approx(0.05)),
+    assert tracker.writer.sinks[0].series("lr") == [(0, pytest.approx(0.05)), (1, pytest.approx(0.05)),
                                             (2, pytest.approx(0.05))]
 
 
@@ -500,10 +500,10 @@ def test_learning_rate_tags_use_param_group_names():
 
         for inputs, labels in make_batches(2):
             train_step(inputs, labels)
-    lr_tags = {t for t in tracker.writer.tags("scalar") if t.startswith("lr")}
+    lr_tags = {t for t in tracker.writer.sinks[0].tags("scalar") if t.startswith("lr")}
     assert lr_tags == {"lr/body", "lr/head"}, lr_tags
-    assert [v for _, v in tracker.writer.scalars("lr/body")] == pytest.approx([0.1, 0.1])
-    assert [v for _, v in tracker.writer.scalars("lr/head")] == pytest.approx([0.01, 0.01])
+    assert [v for _, v in tracker.writer.sinks[0].series("lr/body")] == pytest.approx([0.1, 0.1])
+    assert [v for _, v in tracker.writer.sinks[0].series("lr/head")] == pytest.approx([0.01, 0.01])
 
 
 # --------------------------------------------------------------------------- 8. resume

@@ -12,7 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from conftest import load_run
 from trackers import LooptrackWarning, MemoryWriter, TensorBoardWriter
-from trackers.histogram import TENSORFLOW_EDGES
+from trackers.tensorboard.histogram import TENSORFLOW_EDGES
 
 
 def _histogram_fields(run, tag):
@@ -158,7 +158,7 @@ def test_video_without_moviepy_names_the_fix(tmp_path, monkeypatch):
 
 def test_the_accelerator_path_counts_like_numpy_too():
     """The closed form (log, floor, fix-up, bincount) used on GPUs, checked here on CPU tensors."""
-    from trackers.histogram import _bucket_counts_closed_form
+    from trackers.tensorboard.histogram import _bucket_counts_closed_form
 
     values = np.concatenate([np.random.default_rng(0).normal(0, 1, 50_000), TENSORFLOW_EDGES[::3],
                              -TENSORFLOW_EDGES[::5], [0.0, 1e-13, -1e-13, np.nan, np.inf]]).astype(np.float32)
@@ -171,7 +171,7 @@ def test_the_accelerator_path_counts_like_numpy_too():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int32])
 def test_the_cpu_path_counts_every_dtype_like_summary_writer(dtype):
     """Counted in numpy without a float64 copy of float32 values: still SummaryWriter's buckets and stats."""
-    from trackers.histogram import bucket_counts
+    from trackers.tensorboard.histogram import bucket_counts
 
     values = torch.cat([torch.randn(20_000, generator=torch.Generator().manual_seed(0)) * 300,
                         torch.tensor([0.0, 1.0, -1.0, 65504.0])]).to(dtype)

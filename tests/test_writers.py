@@ -13,7 +13,8 @@ import torch
 from matplotlib.figure import Figure
 
 from conftest import load_run, scalar_series
-from trackers import LogDirError, LoggingError, LooptrackWarning, MemoryWriter, TensorBoardWriter, Tracker, Writer
+from trackers import (LogDirError, LoggingError, LooptrackWarning, MemorySink, MemoryWriter, Sink, TensorBoardWriter,
+                      Tracker, Writer)
 from trackers.writers import resolve_writer
 
 
@@ -108,8 +109,8 @@ def test_uncreatable_log_dir_fails_at_construction_naming_the_path(tmp_path):
 def test_writer_names_and_instances():
     memory = MemoryWriter()
     assert resolve_writer(memory) is memory
-    assert isinstance(resolve_writer("memory"), MemoryWriter)
-    with pytest.raises(TypeError, match="backend name"):
+    assert isinstance(resolve_writer("memory").sinks[0], MemorySink)
+    with pytest.raises(TypeError, match="a sink name"):
         resolve_writer(42)
     memory.close()
 
@@ -120,7 +121,7 @@ def test_logging_after_close_warns_once_and_drops():
     with pytest.warns(LooptrackWarning, match="is closed"):
         writer.scalar("x", 1.0, 0)
     writer.scalar("x", 2.0, 1)
-    assert writer.scalars("x") == []
+    assert writer.series("x") == []
 
 
 def test_bad_tag_and_step_are_reported_not_raised():
@@ -131,7 +132,7 @@ def test_bad_tag_and_step_are_reported_not_raised():
         writer.scalar("x", 1.0, 1.5)
     writer.scalar("x", 1.0, np.int64(2))
     writer.close()
-    assert writer.scalars("x") == [(2, 1.0)]
+    assert writer.series("x") == [(2, 1.0)]
 
 
 def test_strict_writer_raises_on_bad_input():
@@ -141,15 +142,13 @@ def test_strict_writer_raises_on_bad_input():
     writer.close()
 
 
-class Failing(Writer):
-    name = "failing"
-
+class FailingSink(Sink):
     def write_scalar(self, record):
         raise OSError(28, "No space left on device")
 
 
 def test_a_failing_backend_is_reported_once_and_counted():
-    writer = Failing()
+    writer = Writer(FailingSink())
     with pytest.warns(LooptrackWarning) as caught:
         for step in range(5):
             writer.scalar("x", 1.0, step)
@@ -161,7 +160,7 @@ def test_a_failing_backend_is_reported_once_and_counted():
 
 
 def test_a_failing_backend_raises_on_the_training_thread_in_strict_mode():
-    writer = Failing(strict=True)
+    writer = Writer(FailingSink(), strict=True)
     writer.scalar("x", 1.0, 0)
     with pytest.raises(LoggingError, match="No space left"):
         writer.flush()
@@ -169,11 +168,11 @@ def test_a_failing_backend_raises_on_the_training_thread_in_strict_mode():
 
 
 def test_a_backend_without_a_kind_reports_it_once():
-    class ScalarsOnly(Writer):
+    class ScalarsOnly(Sink):
         def write_scalar(self, record):
             pass
 
-    writer = ScalarsOnly()
+    writer = Writer(ScalarsOnly())
     with pytest.warns(LooptrackWarning, match="cannot show histogram"):
         writer.histogram("h", torch.ones(3), 0)
         writer.histogram("h", torch.ones(3), 1)
@@ -186,7 +185,7 @@ def test_snapshots_do_not_see_later_in_place_changes():
     writer.scalar("x", value, 0)
     value.add_(10)
     writer.close()
-    assert writer.scalars("x") == [(0, 1.0)]
+    assert writer.series("x") == [(0, 1.0)]
 
 
 def test_memory_writer_keeps_cpu_copies():
@@ -213,24 +212,30 @@ def test_a_deleted_log_dir_is_noticed_and_recreated(tmp_path):
         writer.flush()  # notices
         writer.scalar("x", 3.0, 2)
         writer.close()
-    assert writer.recreated == 1
+    assert writer.sink.recreated == 1
     assert scalar_series(log_dir, "x") == [(2, 3.0)]
+
+
+class FatalSink(Sink):
+    """Raises what no ``except Exception`` catches: the writer thread dies of it."""
+
+    def write_scalar(self, record):
+        raise SystemExit("fatal")
+
+
+def _killed(writer: Writer) -> Writer:
+    writer.scalar("fatal", 1.0, 0)
+    deadline = time.monotonic() + 10
+    while writer.alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return writer
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_dead_writer_thread_is_surfaced_not_swallowed():
-    writer = MemoryWriter()
-    writer._queue._pending.append(SystemExit())  # not an Exception: it kills the thread
-    writer._queue._handle = lambda item: (_ for _ in ()).throw(item)
-    deadline = time.monotonic() + 10
-    while writer._queue.alive and time.monotonic() < deadline:
-        time.sleep(0.01)
+    writer = _killed(Writer(FatalSink()))
     with pytest.warns(LooptrackWarning, match="the writer thread has stopped"):
         writer.scalar("x", 1.0, 0)
-    strict = MemoryWriter(strict=True)
-    strict._queue._handle = writer._queue._handle
-    strict._queue._pending.append(SystemExit())
-    while strict._queue.alive and time.monotonic() < deadline:
-        time.sleep(0.01)
+    strict = _killed(Writer(FatalSink(), strict=True))
     with pytest.raises(LoggingError, match="the writer thread has stopped"):
         strict.scalar("x", 1.0, 0)

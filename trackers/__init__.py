@@ -1,4 +1,4 @@
-"""looptrack's core: the Tracker, its events, writers and loop adapters.
+"""looptrack's public surface: the Tracker, the writer front and its sinks, the registry.
 
     from trackers import Tracker
     from callbacks import LossLogger
@@ -8,26 +8,33 @@
         ...
 """
 
-from trackers.report import CallbackError, LoggingError, LooptrackWarning
-from trackers.state import BatchRecord, RunState
-from trackers.tracker import Tracker, default_callbacks
-from trackers.writers import (CsvWriter, JsonlWriter, LogDirError, MemoryWriter, MultiWriter, TensorBoardWriter,
-                              Writer)
+from trackers.core.state import BatchRecord, RunState
+from trackers.core.tracker import Tracker, default_callbacks
+from trackers.errors import CallbackError, LoggingError, LooptrackWarning
+from trackers.registry import register_callback, register_sink
+from trackers.writers import (CsvSink, CsvWriter, JsonlSink, JsonlWriter, LogDirError, MemorySink, MemoryWriter,
+                              Sink, TensorBoardSink, TensorBoardWriter, Writer)
 
 __all__ = [
     "BatchRecord",
     "CallbackError",
+    "CsvSink",
     "CsvWriter",
+    "JsonlSink",
     "JsonlWriter",
-    "MultiWriter",
     "LogDirError",
     "LoggingError",
     "LooptrackWarning",
+    "MemorySink",
     "MemoryWriter",
     "RunState",
+    "Sink",
+    "TensorBoardSink",
     "TensorBoardWriter",
     "Tracker",
     "Writer",
     "default_callbacks",
+    "register_callback",
+    "register_sink",
 ]
 __version__ = "0.1.0"

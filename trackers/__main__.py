@@ -1,5 +1,5 @@
 """``python -m trackers demo`` and the other ``looptrack`` commands."""
 
-from trackers.cli import main
+from trackers.tools.cli import main
 
 raise SystemExit(main())

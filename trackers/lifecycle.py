@@ -1,4 +1,4 @@
-"""Nothing logged is lost at the end of the process.
+"""The end of the process: nothing logged is lost at exit or on SIGTERM/SIGINT.
 
 Live trackers and writers are remembered (weakly). At interpreter exit every
 tracker still open is closed (its end-of-run callbacks run) and every writer
@@ -76,9 +76,7 @@ def _close_everything() -> None:
 
 def _flush_writers() -> None:
     for writer in list(_writers):
-        queue = getattr(writer, "_queue", None)
-        if queue is not None:
-            queue.flush(_SIGNAL_FLUSH_TIMEOUT, wake=False)
+        writer.drain(_SIGNAL_FLUSH_TIMEOUT)
 
 
 def _on_signal(signum: int, frame: Any) -> None:

@@ -1,4 +1,4 @@
-"""Callbacks and writers by registered short name, for config files.
+"""One name -> class registry for callbacks and sinks, used by ``Tracker(writer=...)``, config files and the CLI.
 
 Built-ins are listed as ``module:Class`` and imported only when used.
 Third-party packages add theirs through entry points::
@@ -7,52 +7,65 @@ Third-party packages add theirs through entry points::
     [project.entry-points."looptrack.callbacks"]
     confusion_matrix = "my_package.callbacks:ConfusionMatrix"
 
-    [project.entry-points."looptrack.writers"]
-    wandb = "my_package.writers:WandbWriter"
+    [project.entry-points."looptrack.sinks"]
+    wandb = "my_package.sinks:WandbSink"
 
-or at run time with :func:`register_callback` / :func:`register_writer`.
+or at run time with :func:`register_callback` / :func:`register_sink`.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 from importlib.metadata import entry_points
 from typing import Any
 
 CALLBACK_GROUP = "looptrack.callbacks"
-WRITER_GROUP = "looptrack.writers"
+SINK_GROUP = "looptrack.sinks"
+KINDS = {CALLBACK_GROUP: "callback", SINK_GROUP: "sink"}
 
-_BUILTIN_CALLBACKS = {
-    "loss": "callbacks.loss:LossLogger",
-    "parameter_histograms": "callbacks.histograms:ParameterHistograms",
-    "pr_curves": "callbacks.pr_curves:PRCurves",
-    "prediction_figure": "callbacks.prediction_figure:PredictionFigure",
-    "graph": "callbacks.graph:GraphTrace",
-    "image_grid": "callbacks.image_grid:ImageGrid",
-    "embedding": "callbacks.embedding:Embedding",
-    "text": "callbacks.text:TextLogger",
-    "hparams": "callbacks.hparams:HParams",
-    "learning_rate": "callbacks.learning_rate:LearningRate",
+_BUILTINS: dict[str, dict[str, str]] = {
+    CALLBACK_GROUP: {
+        "loss": "callbacks.loss:LossLogger",
+        "parameter_histograms": "callbacks.histograms:ParameterHistograms",
+        "pr_curves": "callbacks.pr_curves:PRCurves",
+        "prediction_figure": "callbacks.prediction_figure:PredictionFigure",
+        "graph": "callbacks.graph:GraphTrace",
+        "image_grid": "callbacks.image_grid:ImageGrid",
+        "embedding": "callbacks.embedding:Embedding",
+        "text": "callbacks.text:TextLogger",
+        "hparams": "callbacks.hparams:HParams",
+        "learning_rate": "callbacks.learning_rate:LearningRate",
+    },
+    SINK_GROUP: {
+        "tensorboard": "trackers.writers.sinks.tensorboard:TensorBoardSink",
+        "memory": "trackers.writers.sinks.memory:MemorySink",
+        "jsonl": "trackers.writers.sinks.jsonl:JsonlSink",
+        "csv": "trackers.writers.sinks.csv:CsvSink",
+        "mlflow": "trackers.writers.sinks.mlflow:MlflowSink",
+    },
 }
-_BUILTIN_WRITERS = {
-    "tensorboard": "trackers.writers.tensorboard:TensorBoardWriter",
-    "memory": "trackers.writers.memory:MemoryWriter",
-    "jsonl": "trackers.writers.jsonl:JsonlWriter",
-    "csv": "trackers.writers.csv_writer:CsvWriter",
-    "mlflow": "trackers.writers.mlflow_writer:MlflowWriter",
-}
-_registered: dict[str, dict[str, Any]] = {CALLBACK_GROUP: {}, WRITER_GROUP: {}}
+_registered: dict[str, dict[str, type]] = {CALLBACK_GROUP: {}, SINK_GROUP: {}}
+
+
+class UnknownName(LookupError):
+    """A name that is registered in neither the built-ins, the entry points nor at run time."""
 
 
 def register_callback(name: str, cls: type) -> None:
-    """Make ``cls`` selectable as ``name`` in config files."""
+    """Make the callback class ``cls`` selectable as ``name`` in config files."""
     _register(CALLBACK_GROUP, name, cls)
 
 
-def register_writer(name: str, cls: type) -> None:
-    """Make the writer class ``cls`` selectable as ``backend: name`` in config files."""
-    _register(WRITER_GROUP, name, cls)
+def register_sink(name: str, cls: type) -> None:
+    """Make the sink class ``cls`` selectable as ``Tracker(writer=name)`` and ``writer: {sink: name}`` in configs.
+
+    >>> class PrintSink(Sink):                                      # doctest: +SKIP
+    ...     def write_scalar(self, record): print(record.tag, record.value)
+    >>> register_sink("print", PrintSink)                           # doctest: +SKIP
+    """
+    _register(SINK_GROUP, name, cls)
 
 
 def _register(group: str, name: str, cls: type) -> None:
@@ -64,21 +77,18 @@ def _register(group: str, name: str, cls: type) -> None:
 
 
 def _sources(group: str) -> dict[str, Any]:
-    builtins = _BUILTIN_CALLBACKS if group == CALLBACK_GROUP else _BUILTIN_WRITERS
-    found: dict[str, Any] = {}
-    for entry in entry_points(group=group):
-        found[entry.name] = entry
-    found.update({name: target for name, target in builtins.items() if _importable(target)})
+    found: dict[str, Any] = {entry.name: entry for entry in entry_points(group=group)}
+    found.update({name: target for name, target in _BUILTINS[group].items() if _importable(target)})
     found.update(_registered[group])
     return found
 
 
 def _importable(target: str) -> bool:
-    module = target.split(":")[0]
-    return importlib.util.find_spec(module) is not None
+    return importlib.util.find_spec(target.split(":")[0]) is not None
 
 
 def known_names(group: str) -> list[str]:
+    """Every name of ``group`` (:data:`CALLBACK_GROUP` or :data:`SINK_GROUP`), sorted."""
     return sorted(_sources(group))
 
 
@@ -92,6 +102,21 @@ def lookup(group: str, name: str) -> type | None:
     if isinstance(source, str):
         return import_object(source)
     return source.load()  # an entry point
+
+
+def get(group: str, name: str) -> type:
+    """The class registered as ``name``; :class:`UnknownName` saying what was meant and what is known otherwise."""
+    cls = lookup(group, name)
+    if cls is None:
+        known = known_names(group)
+        raise UnknownName(f"unknown {KINDS[group]} {name!r}{did_you_mean(name, known)} (known: {', '.join(known)})")
+    return cls
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``known``, or ``""``."""
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def import_object(path: str) -> Any:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from trackers.adapters._epochs import LateEpochEnd
-from trackers.adapters._imports import require
-from trackers.adapters._metrics import find_loss
-from trackers.steps import split_arguments, split_result
+from trackers.adapters.epochs import LateEpochEnd
+from trackers.optional import require
+from trackers.adapters.metrics import find_loss
+from trackers.core.steps import split_arguments, split_result
 
 LOSS_METRIC_NAMES = ("loss", "val_loss", "nll", "cross_entropy", "ce", "bce")
 

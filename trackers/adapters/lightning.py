@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from trackers.adapters._imports import require
-from trackers.adapters._metrics import find_loss
-from trackers.steps import split_arguments, split_result
+from trackers.optional import require
+from trackers.adapters.metrics import find_loss
+from trackers.core.steps import split_arguments, split_result
 
 LOGGED_LOSS_NAMES = {
     "validation": ("val_loss", "val/loss", "valid_loss", "validation_loss", "val_loss_epoch", "loss/val"),

@@ -6,9 +6,9 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from trackers.adapters._epochs import LateEpochEnd
-from trackers.adapters._imports import require
-from trackers.adapters._metrics import find_loss
+from trackers.adapters.epochs import LateEpochEnd
+from trackers.optional import require
+from trackers.adapters.metrics import find_loss
 
 INPUT_KEYS = ("input_ids", "pixel_values", "input_values", "inputs_embeds")
 

@@ -1,25 +1,27 @@
-"""Writers: where logged records go. See :mod:`trackers.writers.base` for the protocol."""
+"""The writer: one front callbacks call (validate, snapshot, queue) and the sinks records go to."""
 
-from trackers.writers.base import Writer
-from trackers.writers.csv_writer import CsvWriter
-from trackers.writers.jsonl import JsonlWriter
+from trackers.writers.front import SinkWriter, Writer
 from trackers.writers.logdir import LogDirError
-from trackers.writers.memory import MemoryWriter
-from trackers.writers.multi import MultiWriter
-from trackers.writers.null import NullWriter
-from trackers.writers.registry import register_writer_backend, resolve_writer, writer_backends
-from trackers.writers.tensorboard import TensorBoardWriter
+from trackers.writers.resolve import resolve_sink, resolve_writer
+from trackers.writers.sink import Sink
+from trackers.writers.sinks.csv import CsvSink, CsvWriter
+from trackers.writers.sinks.jsonl import JsonlSink, JsonlWriter
+from trackers.writers.sinks.memory import MemorySink, MemoryWriter
+from trackers.writers.sinks.tensorboard import TensorBoardSink, TensorBoardWriter
 
 __all__ = [
+    "CsvSink",
     "CsvWriter",
+    "JsonlSink",
     "JsonlWriter",
-    "MultiWriter",
     "LogDirError",
+    "MemorySink",
     "MemoryWriter",
-    "NullWriter",
+    "Sink",
+    "SinkWriter",
+    "TensorBoardSink",
     "TensorBoardWriter",
     "Writer",
-    "register_writer_backend",
+    "resolve_sink",
     "resolve_writer",
-    "writer_backends",
 ]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 
-from trackers.report import LooptrackWarning
+from trackers.errors import LooptrackWarning
 
 IfExists = Literal["new", "append"]
 IF_EXISTS: tuple[IfExists, ...] = ("new", "append")

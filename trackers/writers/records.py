@@ -1,128 +1,15 @@
-"""Backend-neutral records: what a writer is asked to write, as plain data.
+"""Backend-neutral records: what the front queues and what sinks receive, as plain data.
 
-The training thread builds a record and hands it over; tensors in it are
-snapshots (see :func:`snapshot`) so the loop may go on changing its own
-tensors. On the writer thread, :func:`materialize` turns a snapshot into a CPU
-tensor — the only place a device is read back.
+On the training thread a record holds snapshots (:mod:`trackers.writers.transfer`); on the writer thread
+:mod:`trackers.writers.plain` turns it into plain values (floats, ndarrays, CPU tensors, protos) once, and every
+sink receives that same record.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import torch
-
-from trackers.writers.buffers import POOL
-
-
-@dataclass(frozen=True)
-class DeviceSnapshot:
-    """A copy of a device tensor on its way to host memory, with the event that says it arrived."""
-
-    tensor: torch.Tensor
-    ready: Any = None  # a torch.cuda.Event, or None when the copy is already usable
-
-    def wait(self) -> torch.Tensor:
-        if self.ready is not None:
-            self.ready.synchronize()
-        return self.tensor.cpu()
-
-
-class Deferred:
-    """A value computed on the writer thread, once (the result is kept).
-
-    Built with :meth:`on_device`: work on CPU tensors is deferred to the
-    writer thread (from copies), work on an accelerator is queued at once
-    (kernels only, no sync) and just its small result travels.
-    """
-
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._fn = fn
-        self._args = args
-        self._done = False
-        self._value: Any = None
-        self._pooled = False  # args are POOL buffers, given back once used
-        self._lock = threading.Lock()  # several writers (fan-out) may ask at once
-
-    @classmethod
-    def on_device(cls, fn: Callable[..., Any], *args: Any) -> Deferred:
-        tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        if all(t.device.type == "cpu" for t in tensors):
-            deferred = cls(fn, *(POOL.copy(a) if isinstance(a, torch.Tensor) else a for a in args))
-            deferred._pooled = True
-            return deferred
-        return cls(_identity, _map_tensors(fn(*args), snapshot))
-
-    def part(self, index: Any) -> Deferred:
-        """A deferred ``self()[index]``."""
-        return Deferred(lambda: self()[index])
-
-    def __call__(self) -> Any:
-        with self._lock:
-            return self._compute()
-
-    def _compute(self) -> Any:
-        if not self._done:
-            args = [materialize(a) for a in self._args]
-            self._value = _map_tensors(self._fn(*args), materialize)
-            self._done = True
-            if self._pooled:
-                for arg in self._args:
-                    if isinstance(arg, torch.Tensor):
-                        POOL.give_back(arg)
-            self._args = ()
-        return self._value
-
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-def _map_tensors(value: Any, fn: Callable[[Any], Any]) -> Any:
-    if isinstance(value, (tuple, list)):
-        return type(value)(_map_tensors(v, fn) for v in value)
-    return fn(value)
-
-
-def snapshot(value: Any) -> Any:
-    """Freeze ``value`` for the writer thread without waiting for the device.
-
-    CUDA tensors start an asynchronous copy to host memory and record an event;
-    CPU tensors are cloned (they are small, or the caller accepted the copy);
-    anything else is returned as it is.
-    """
-    if not isinstance(value, torch.Tensor):
-        return value  # numbers, arrays, Deferred
-    value = value.detach()
-    if value.device.type == "cpu":
-        return value.clone()
-    if value.device.type == "cuda":
-        host = value.to("cpu", non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        return DeviceSnapshot(host, event)
-    return DeviceSnapshot(value.clone())
-
-
-def materialize(value: Any) -> Any:
-    """The CPU form of a snapshot (runs on the writer thread; may wait for the device)."""
-    if isinstance(value, DeviceSnapshot):
-        return value.wait()
-    if isinstance(value, Deferred):
-        return value()
-    return value
-
-
-def to_float(value: Any) -> float:
-    value = materialize(value)
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"a scalar needs one value, got a tensor of shape {tuple(value.shape)}")
-        return float(value.reshape(()).item())
-    return float(value)
 
 
 @dataclass
@@ -234,12 +121,16 @@ class Mesh:
 
 @dataclass
 class Figure:
-    """A matplotlib Figure, or a zero-argument callable that builds one on the writer thread."""
+    """A matplotlib Figure or a ``PIL.Image``, or a zero-argument callable that builds one on the writer thread.
+
+    Sinks receive it drawn: ``figure`` is the built object and ``image`` its HWC uint8 RGB pixels.
+    """
 
     tag: str
     figure: Any
     step: int | None = None
     walltime: float | None = None
+    image: Any = None
     kind = "figure"
 
 
@@ -299,5 +190,6 @@ class HParams:
     kind = "hparams"
 
 
+# everything the front queues and a sink may receive
 Record = (Scalar | Scalars | CustomScalars | Histogram | HistogramRaw | Image | Audio | Video | Mesh | Figure
           | Text | PRCurve | Graph | Embedding | HParams)

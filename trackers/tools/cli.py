@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``looptrack`` console script and ``python -m trackers``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "demo":
-        from trackers.demo import main as demo_main
+        from trackers.tools.demo import main as demo_main
 
         return demo_main(argv[1:])
     parser = _parser()
@@ -56,11 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "inspect":
-            from trackers.inspect_runs import format_table, summarize
+            from trackers.tools.inspect_runs import format_table, summarize
 
             print(format_table(summarize(args.logdir)))
         elif args.command == "export":
-            from trackers.inspect_runs import export
+            from trackers.tools.inspect_runs import export
 
             text = export(args.logdir, args.format)
             if args.output:
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 sys.stdout.write(text)
         elif args.command == "doctor":
-            from trackers.doctor import check, format_reports, salvage
+            from trackers.tools.doctor import check, format_reports, salvage
 
             reports = salvage(args.logdir, args.salvage) if args.salvage else check(args.logdir)
             print(format_reports(reports, args.logdir))

@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns the exit code."""
     from tqdm import tqdm
 
-    from trackers.tracker import Tracker
+    from trackers.core.tracker import Tracker
     from trackers.writers.logdir import view_command
 
     args = parse_args(argv)

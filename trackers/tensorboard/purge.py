@@ -13,7 +13,8 @@ from pathlib import Path
 
 from tensorboard.compat.proto import event_pb2
 
-from trackers.doctor import FileReport, event_files, frame, read_records
+from trackers.tensorboard.event_file import frame
+from trackers.tensorboard.event_reader import FileReport, event_files, read_records
 
 
 def trim_events(log_dir: str | os.PathLike[str], step: int) -> int:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from trackers.capture import ForwardCapture
-    from trackers.writers.base import Writer
+    from trackers.core.capture import ForwardCapture
+    from trackers.writers.front import Writer
 
 STAGES = ("train", "validation", "test", "predict")
 

@@ -2,7 +2,7 @@
 
 Under ``torch.distributed`` (plain DDP, torchrun, Lightning's strategies) every
 rank runs the same callbacks, so collectives line up, but only rank zero
-writes; the other ranks get a :class:`~trackers.writers.null.NullWriter`.
+writes; the other ranks get a :class:`~trackers.writers.Writer` with no sinks.
 Before the process group exists (a Tracker is often built before
 ``trainer.fit``), the launcher's environment variables tell the rank.
 """

@@ -10,18 +10,19 @@ from typing import Any
 import numpy as np
 
 from trackers.writers import records as rec
-from trackers.writers.base import Writer
+from trackers.writers.front import SinkWriter
 from trackers.writers.logdir import IfExists, file_in_log_dir
+from trackers.writers.sink import Sink
 
 
 def _safe(tag: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", tag).strip("_") or "tag"
 
 
-class JsonlWriter(Writer):
+class JsonlSink(Sink):
     """Appends records to ``path`` (default ``<log_dir>/looptrack.jsonl``), one JSON object a line.
 
-    >>> writer = JsonlWriter("runs/exp1/looptrack.jsonl")                          # doctest: +SKIP
+    >>> writer = Writer(JsonlSink("runs/exp1/looptrack.jsonl"))                    # doctest: +SKIP
     >>> pandas.read_json("runs/exp1/looptrack.jsonl", lines=True)                  # doctest: +SKIP
 
     Every line has ``kind``, ``tag``, ``step`` and ``walltime``; scalars add
@@ -31,22 +32,17 @@ class JsonlWriter(Writer):
 
     If the file already has lines (an earlier run), this run goes to the same
     file name in the first of ``<dir>_2``, ``<dir>_3``, ... where it has none,
-    with a :class:`~trackers.report.LooptrackWarning`; ``self.path`` and
+    with a :class:`~trackers.errors.LooptrackWarning`; ``self.path`` and
     ``self.log_dir`` are the ones used. ``if_exists="append"`` appends to it.
     """
 
-    name = "jsonl"
-
     def __init__(self, path: str | os.PathLike[str] | None = None, *, log_dir: str | os.PathLike[str] | None = None,
-                 if_exists: IfExists = "new", flush_secs: float = 2.0, max_pending: int = 10_000,
-                 when_full: str = "block", strict: bool = False) -> None:
-        path, self.log_dir = file_in_log_dir(path, log_dir, "looptrack.jsonl", "JsonlWriter", if_exists)
-        self.path = path
-        self._file = open(path, "a", encoding="utf-8")
-        super().__init__(flush_secs=flush_secs, max_pending=max_pending, when_full=when_full, strict=strict)
+                 if_exists: IfExists = "new") -> None:
+        self.path, self.log_dir = file_in_log_dir(path, log_dir, "looptrack.jsonl", "JsonlSink", if_exists)
+        self._file = open(self.path, "a", encoding="utf-8")
 
     def describe(self) -> str:
-        return f"JsonlWriter({self.path!r})"
+        return f"JsonlSink({self.path!r})"
 
     def _line(self, record: Any, **fields: Any) -> None:
         line = {"kind": record.kind, "tag": record.tag, "step": record.step, "walltime": record.walltime, **fields}
@@ -65,7 +61,7 @@ class JsonlWriter(Writer):
         self._line(record, value=record.value)
 
     def write_scalars(self, record: rec.Scalars) -> None:
-        self._line(record, values={k: rec.to_float(v) for k, v in record.values.items()})
+        self._line(record, values=dict(record.values))
 
     def write_histogram_raw(self, record: rec.HistogramRaw) -> None:
         self._line(record, min=record.min, max=record.max, num=record.num, sum=record.sum,
@@ -75,7 +71,7 @@ class JsonlWriter(Writer):
     def write_image(self, record: rec.Image) -> None:
         from torch.utils.tensorboard.summary import convert_to_HWC, make_np
 
-        image = make_np(rec.materialize(record.image))
+        image = make_np(record.image)
         if record.dataformats.startswith("N"):
             from torch.utils.tensorboard._utils import make_grid
 
@@ -88,10 +84,7 @@ class JsonlWriter(Writer):
         self._line(record, path=self._png(record, image))
 
     def write_figure(self, record: rec.Figure) -> None:
-        from trackers.writers.tensorboard import render_figure
-
-        figure = record.figure() if callable(record.figure) else record.figure
-        self._line(record, path=self._png(record, render_figure(figure)))
+        self._line(record, path=self._png(record, record.image))
 
     def write_text(self, record: rec.Text) -> None:
         self._line(record, text=record.text)
@@ -102,14 +95,20 @@ class JsonlWriter(Writer):
                    precision=precision, recall=recall)
 
     def write_hparams(self, record: rec.HParams) -> None:
-        self._line(record, hparams=dict(record.hparams), metrics={k: rec.to_float(v) for k, v in record.metrics.items()})
+        self._line(record, hparams=dict(record.hparams), metrics=dict(record.metrics))
 
-    def flush_backend(self) -> None:
+    def flush(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
 
-    def close_backend(self) -> None:
+    def close(self) -> None:
         self._file.close()
+
+
+class JsonlWriter(SinkWriter):
+    """``Writer(JsonlSink(path, ...))`` in one call."""
+
+    sink_type = JsonlSink
 
 
 def _jsonable(value: Any) -> Any:

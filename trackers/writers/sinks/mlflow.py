@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from trackers.adapters._imports import require
+from trackers.optional import require
 from trackers.writers import records as rec
-from trackers.writers.base import Writer
+from trackers.writers.front import SinkWriter
+from trackers.writers.sink import Sink
 
 
 def _key(tag: str) -> str:
@@ -22,11 +23,11 @@ def _key(tag: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-./ ]+", "_", tag) or "tag"
 
 
-class MlflowWriter(Writer):
+class MlflowSink(Sink):
     """Logs into one MLflow run.
 
-    >>> writer = MlflowWriter(tracking_uri="http://127.0.0.1:5000", experiment="fashion_mnist")   # doctest: +SKIP
-    >>> tracker = Tracker(net, writer=["runs/exp1", writer])            # TensorBoard and MLflow   # doctest: +SKIP
+    >>> sink = MlflowSink(tracking_uri="http://127.0.0.1:5000", experiment="fashion_mnist")   # doctest: +SKIP
+    >>> tracker = Tracker(net, writer=["runs/exp1", sink])              # TensorBoard and MLflow   # doctest: +SKIP
 
     Scalars become metrics (with their step and time); images and figures
     PNG artifacts under ``images/``; PR curves JSON artifacts under
@@ -36,21 +37,17 @@ class MlflowWriter(Writer):
     the writer closes.
     """
 
-    name = "mlflow"
-
-    def __init__(self, tracking_uri: str | None = None, experiment: str = "looptrack", run_name: str | None = None,
-                 *, flush_secs: float = 2.0, max_pending: int = 10_000, when_full: str = "block",
-                 strict: bool = False) -> None:
+    def __init__(self, tracking_uri: str | None = None, experiment: str = "looptrack",
+                 run_name: str | None = None) -> None:
         mlflow = require("mlflow")
         self._client = mlflow.tracking.MlflowClient(tracking_uri)
         found = self._client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else self._client.create_experiment(experiment)
         self.run_id = self._client.create_run(experiment_id, run_name=run_name).info.run_id
         self.tracking_uri = tracking_uri
-        super().__init__(flush_secs=flush_secs, max_pending=max_pending, when_full=when_full, strict=strict)
 
     def describe(self) -> str:
-        return f"MlflowWriter(run {self.run_id} at {self.tracking_uri or 'the default tracking URI'})"
+        return f"MlflowSink(run {self.run_id} at {self.tracking_uri or 'the default tracking URI'})"
 
     def _artifact(self, folder: str, name: str, data: bytes) -> None:
         with tempfile.TemporaryDirectory() as scratch:
@@ -72,21 +69,19 @@ class MlflowWriter(Writer):
 
     def write_scalars(self, record: rec.Scalars) -> None:
         for key, value in record.values.items():
-            self._client.log_metric(self.run_id, _key(f"{record.tag}/{key}"), rec.to_float(value),
+            self._client.log_metric(self.run_id, _key(f"{record.tag}/{key}"), value,
                                     timestamp=int(record.walltime * 1000), step=record.step or 0)
 
     def write_image(self, record: rec.Image) -> None:
         from torch.utils.tensorboard.summary import convert_to_HWC, make_np
 
-        image = convert_to_HWC(make_np(rec.materialize(record.image)), record.dataformats.lstrip("N"))
+        image = convert_to_HWC(make_np(record.image), record.dataformats.lstrip("N"))
         if image.dtype != np.uint8:
             image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
         self._png(record, image)
 
     def write_figure(self, record: rec.Figure) -> None:
-        from trackers.writers.tensorboard import render_figure
-
-        self._png(record, render_figure(record.figure() if callable(record.figure) else record.figure))
+        self._png(record, record.image)
 
     def write_text(self, record: rec.Text) -> None:
         self._client.log_text(self.run_id, record.text, f"text/{_key(record.tag)}/step_{record.step or 0}.md")
@@ -101,7 +96,13 @@ class MlflowWriter(Writer):
             self._client.log_param(self.run_id, _key(key), value)
         if record.write_scalars:  # not when they are tags already logged as metrics
             for key, value in record.metrics.items():
-                self._client.log_metric(self.run_id, _key(key), rec.to_float(value), step=record.step or 0)
+                self._client.log_metric(self.run_id, _key(key), value, step=record.step or 0)
 
-    def close_backend(self) -> None:
+    def close(self) -> None:
         self._client.set_terminated(self.run_id)
+
+
+class MlflowWriter(SinkWriter):
+    """``Writer(MlflowSink(tracking_uri, experiment, run_name))`` in one call."""
+
+    sink_type = MlflowSink

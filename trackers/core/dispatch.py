@@ -1,18 +1,22 @@
-"""Calls each event's hook on the callbacks that override it, and survives their failures."""
+"""Calls each event's hook on the callbacks that override it, on the steps their cadence says, surviving failures."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from callbacks.base import EVENTS, Callback
-from trackers.report import CallbackError, OnceReporter
-from trackers.state import RunState
+from trackers.core.callback import EVENTS, STEP_EVENTS, Callback
+from trackers.errors import CallbackError, OnceReporter
+from trackers.core.state import RunState
 
 
 def overrides(callback: Callback, event: str) -> bool:
     """Whether ``callback`` implements ``event`` itself rather than inheriting the no-op."""
     return getattr(type(callback), event, None) is not getattr(Callback, event)
+
+
+def _every_step(callback: Callback, event: str) -> bool:
+    return bool(getattr(getattr(type(callback), event), "__looptrack_every_step__", False))
 
 
 class CallbackList:
@@ -35,15 +39,22 @@ class CallbackList:
         self.strict = strict
         self.failures: dict[tuple[str, str], int] = {}
         self._reporter = OnceReporter()
-        self._by_event: dict[str, Sequence[Callback]] = {
-            event: tuple(cb for cb in self.callbacks if overrides(cb, event)) for event in EVENTS
+        self._by_event: dict[str, Sequence[tuple[Callback, bool]]] = {
+            event: tuple((cb, event in STEP_EVENTS and not _every_step(cb, event))
+                         for cb in self.callbacks if overrides(cb, event))
+            for event in EVENTS
         }
 
     def wants(self, event: str) -> bool:
         return bool(self._by_event[event])
 
     def call(self, event: str, state: RunState, *args: Any) -> None:
-        for callback in self._by_event[event]:
+        """Call ``event`` on each callback implementing it; a step hook only where the callback's ``every`` fires."""
+        for callback, cadenced in self._by_event[event]:
+            if cadenced:
+                every = callback.every
+                if every is not None and not every.fires(state.step_index):
+                    continue
             try:
                 getattr(callback, event)(state, *args)
             except Exception as error:

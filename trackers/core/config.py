@@ -19,7 +19,6 @@ import paths in a config are refused unless the caller passes
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 import sys
@@ -30,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from trackers import registry
+from trackers.writers.front import Writer
+
+FRONT_OPTIONS = ("flush_secs", "max_pending", "when_full")
 
 
 class ConfigError(ValueError):
@@ -73,8 +75,7 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str,
 
 
 def _did_you_mean(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return registry.did_you_mean(name, list(known))
 
 
 def _describe(annotation: Any) -> str:
@@ -140,7 +141,7 @@ def check_arguments(cls: type, arguments: Mapping[str, Any], where: str) -> None
 
 
 def _resolve(group: str, name: Any, where: str, allow_imports: bool) -> type:
-    kind = "callback" if group == registry.CALLBACK_GROUP else "writer backend"
+    kind = registry.KINDS[group]
     if not isinstance(name, str):
         raise ConfigError(f"{where}: a {kind} name must be a string, got {name!r}")
     cls = registry.lookup(group, name)
@@ -214,14 +215,21 @@ def build(config: Mapping[str, Any], *, allow_imports: bool = False) -> tuple[li
                               f"got {writer_config!r}")
         writer_arguments = dict(writer_config)
         backend = writer_arguments.pop("backend", "tensorboard")
-        writer_cls = _resolve(registry.WRITER_GROUP, backend, f"writer ({backend})", allow_imports)
-        check_arguments(writer_cls, writer_arguments, f"writer ({backend})")
-        writer_plan = (writer_cls, writer_arguments)
+        front_options = {key: writer_arguments.pop(key) for key in FRONT_OPTIONS if key in writer_arguments}
+        sink_cls = _resolve(registry.SINK_GROUP, backend, f"writer ({backend})", allow_imports)
+        check_arguments(sink_cls, writer_arguments, f"writer ({backend})")
+        writer_plan = (backend, sink_cls, writer_arguments, front_options)
     callbacks = []
     for cls, arguments, where in planned:
         try:
             callbacks.append(cls(**arguments))
         except (TypeError, ValueError) as error:
             raise ConfigError(f"{where}: {error}") from error
-    writer = writer_plan[0](**writer_plan[1]) if writer_plan else None
+    writer = None
+    if writer_plan:
+        backend, sink_cls, sink_arguments, front_options = writer_plan
+        try:
+            writer = Writer(sink_cls(**sink_arguments), **front_options)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"writer ({backend}): {error}") from error
     return (callbacks if "callbacks" in config else None), writer, strict

@@ -1,4 +1,4 @@
-"""The writer thread: takes records off the training thread and writes them.
+"""The writer thread and its queue: takes records off the training thread and writes them.
 
 The hand-over is a ``collections.deque`` (append and popleft are atomic in
 CPython), so the training thread never takes a lock that a signal handler
@@ -34,11 +34,22 @@ def _lower_priority() -> None:
 class _Barrier:
     """Put in the queue by ``flush``/``close``; set once everything before it is written."""
 
-    __slots__ = ("done", "stop")
+    __slots__ = ("done", "stop", "close_backend")
 
-    def __init__(self, stop: bool = False) -> None:
+    def __init__(self, stop: bool = False, close_backend: bool = True) -> None:
         self.done = threading.Event()
         self.stop = stop
+        self.close_backend = close_backend
+
+
+def check_options(name: str, flush_secs: float, max_pending: int, when_full: str) -> None:
+    """Raise at once, naming ``name``, when a queue option is out of range."""
+    if flush_secs <= 0:
+        raise ValueError(f"{name}: flush_secs must be > 0, got {flush_secs!r}")
+    if max_pending < 1:
+        raise ValueError(f"{name}: max_pending must be >= 1, got {max_pending!r}")
+    if when_full not in WHEN_FULL:
+        raise ValueError(f"{name}: when_full must be one of {', '.join(WHEN_FULL)}, got {when_full!r}")
 
 
 class RecordQueue:
@@ -62,12 +73,7 @@ class RecordQueue:
         max_pending: int = 10_000,
         when_full: str = "block",
     ) -> None:
-        if flush_secs <= 0:
-            raise ValueError(f"{name}: flush_secs must be > 0, got {flush_secs!r}")
-        if max_pending < 1:
-            raise ValueError(f"{name}: max_pending must be >= 1, got {max_pending!r}")
-        if when_full not in WHEN_FULL:
-            raise ValueError(f"{name}: when_full must be one of {', '.join(WHEN_FULL)}, got {when_full!r}")
+        check_options(name, flush_secs, max_pending, when_full)
         self.when_full = when_full
         self.dropped = 0
         self._handle = handle
@@ -115,12 +121,12 @@ class RecordQueue:
         """
         return self._barrier(_Barrier(), timeout, wake)
 
-    def close(self, timeout: float | None = None) -> bool:
-        """Write everything, flush, close the backend and stop the thread (idempotent)."""
+    def close(self, timeout: float | None = None, *, close_backend: bool = True) -> bool:
+        """Write everything, flush, close the backend (unless ``close_backend=False``) and stop the thread (idempotent)."""
         if self._closed:
             return True
         self._closed = True
-        done = self._barrier(_Barrier(stop=True), timeout, True)
+        done = self._barrier(_Barrier(stop=True, close_backend=close_backend), timeout, True)
         if done:
             self._thread.join(timeout)
         return done
@@ -132,6 +138,14 @@ class RecordQueue:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def max_pending(self) -> int:
+        return self._max_pending
+
+    @property
+    def flush_secs(self) -> float:
+        return self._flush_secs
 
     def _barrier(self, barrier: _Barrier, timeout: float | None, wake: bool) -> bool:
         if not self._thread.is_alive():
@@ -171,7 +185,8 @@ class RecordQueue:
                     self._call(self._flush)
                     dirty = False
                     if item.stop:
-                        self._call(self._close)
+                        if item.close_backend:
+                            self._call(self._close)
                         item.done.set()
                         return
                     item.done.set()

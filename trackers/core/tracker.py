@@ -10,16 +10,18 @@ from typing import Any, TypeVar
 
 import torch
 
-from callbacks.base import Callback
-from trackers import distributed, lifecycle
-from trackers.capture import ForwardCapture, detach_tree
-from trackers.dispatch import CallbackList
-from trackers.optimizers import OptimizerWatch
-from trackers.report import OnceReporter
-from trackers.state import BatchRecord, RunState
-from trackers.steps import OutputSelector, is_scalar, select_outputs, split_arguments, split_result
-from trackers.writers.base import Writer
-from trackers.writers.registry import resolve_writer
+from trackers import lifecycle, registry
+from trackers.core import distributed
+from trackers.core.callback import Callback
+from trackers.core.capture import ForwardCapture, detach_tree
+from trackers.core.dispatch import CallbackList
+from trackers.core.optimizers import OptimizerWatch
+from trackers.core.state import BatchRecord, RunState
+from trackers.core.steps import OutputSelector, is_scalar, select_outputs, split_arguments, split_result
+from trackers.errors import OnceReporter
+from trackers.writers.front import Writer
+from trackers.writers.resolve import WriterSpec, resolve_writer
+from trackers.writers.sink import Sink
 
 StepFn = TypeVar("StepFn", bound=Callable[..., Any])
 STEP_ON = ("call", "optimizer")
@@ -56,12 +58,15 @@ def _checked_loss_fn(loss_fn: Any, owner: str) -> Callable[[Any, Any], Any] | No
     return loss_fn
 
 
-def default_callbacks() -> list[Callback]:
-    """What ``Tracker(model)`` logs when no callbacks are given: the loss every 50 steps and the model's graph."""
-    from callbacks.graph import GraphTrace
-    from callbacks.loss import LossLogger
+DEFAULT_CALLBACKS = ("loss", "graph")
 
-    return [LossLogger(), GraphTrace()]
+
+def default_callbacks() -> list[Callback]:
+    """What ``Tracker(model)`` logs when no callbacks are given: the loss every 50 steps and the model's graph.
+
+    Found by their registered names, so the core never imports the callbacks package.
+    """
+    return [registry.get(registry.CALLBACK_GROUP, name)() for name in DEFAULT_CALLBACKS]
 
 
 class Tracker:
@@ -83,9 +88,10 @@ class Tracker:
                     train_step(inputs, labels)
 
     ``callbacks=None`` gets :func:`default_callbacks`; ``writer`` is a log
-    dir, a backend name (``"tensorboard"``, ``"memory"``) or a
-    :class:`~trackers.writers.Writer`; ``None`` means TensorBoard in
-    ``runs/<datetime>_<host>``. With ``strict=True`` a failing callback or
+    dir (a string with a ``/`` in it, or ``"<sink>:<dir>"``), a sink name
+    (``"tensorboard"``, ``"memory"``, ``"jsonl"``, ...), a
+    :class:`~trackers.writers.Sink`, a :class:`~trackers.writers.Writer` or
+    a list of these; ``None`` means TensorBoard in ``runs/<datetime>_<host>``. With ``strict=True`` a failing callback or
     writer raises instead of being reported and skipped. ``resume_step=T``
     continues a run in the same log dir at step T, removing the old events
     at and after T so curves don't double back. In a distributed
@@ -110,7 +116,7 @@ class Tracker:
         self,
         model: torch.nn.Module | None = None,
         callbacks: Iterable[Callback] | None = None,
-        writer: Writer | str | os.PathLike[str] | None = None,
+        writer: WriterSpec = None,
         *,
         strict: bool = False,
         resume_step: int | None = None,
@@ -121,20 +127,17 @@ class Tracker:
         if resume_step is not None and (isinstance(resume_step, bool) or not isinstance(resume_step, int)
                                         or resume_step < 0):
             raise ValueError(f"Tracker: resume_step must be a non-negative integer, got {resume_step!r}")
-        if resume_step is not None and isinstance(writer, Writer):
-            raise ValueError("Tracker(resume_step=...) needs writer= as a log dir or backend name; for a writer "
-                             "you built, pass purge_step to it (TensorBoardWriter(log_dir, purge_step=T))")
+        if resume_step is not None and isinstance(writer, (Writer, Sink)):
+            raise ValueError("Tracker(resume_step=...) needs writer= as a log dir or sink name; for a sink "
+                             "you built, pass purge_step to it (TensorBoardSink(log_dir, purge_step=T))")
         if step_on not in STEP_ON:
             raise ValueError(f"Tracker: step_on must be one of {STEP_ON}, got {step_on!r}")
         self.loss_fn = _checked_loss_fn(loss_fn, "Tracker")
         self.callbacks = CallbackList(default_callbacks() if callbacks is None else callbacks, strict=strict)
         self._capture = ForwardCapture(model) if model is not None else None
-        if not distributed.is_rank_zero() and isinstance(writer, Writer):
-            writer.close()  # one run per job: only rank zero writes
-            writer = None
         options = {} if resume_step is None else {"purge_step": resume_step}
-        try:
-            self.writer = resolve_writer(writer, rank_zero=distributed.is_rank_zero(), **options)
+        try:  # one run per job: only rank zero writes
+            self.writer = resolve_writer(writer, rank_zero=distributed.is_rank_zero(), sink_options=options)
         except BaseException:
             if self._capture is not None:
                 self._capture.remove()  # leave the model without our hooks
@@ -176,10 +179,10 @@ class Tracker:
         >>> tracker = Tracker.from_config("examples/tracking.yaml", net)          # doctest: +SKIP
 
         Names are looked up in the registry and arguments checked against the
-        constructors before anything is built; see :mod:`trackers.config`.
+        constructors before anything is built; see :mod:`trackers.core.config`.
         ``allow_imports=True`` lets the config name classes by import path.
         """
-        from trackers.config import build, load_config
+        from trackers.core.config import build, load_config
 
         callbacks, writer, strict = build(load_config(source), allow_imports=allow_imports)
         return cls(model, callbacks=callbacks, writer=writer, strict=strict)

@@ -45,7 +45,7 @@ def frame(data: bytes) -> bytes:
 
 
 class EventFile:
-    """A new ``events.out.tfevents.*`` file in ``log_dir``; the interface torch's ``FileWriter`` expects.
+    """A new ``events.out.tfevents.*`` file in ``log_dir``.
 
     Not thread-safe: one thread (the looptrack writer thread) adds, flushes
     and closes. ``flush`` hands the buffered records to the OS.
@@ -74,6 +74,22 @@ class EventFile:
     def add_event(self, event: Any) -> None:
         self._file.write(frame(event.SerializeToString()))
 
+    def add_summary(self, summary: Any, step: int | None = None, walltime: float | None = None) -> None:
+        """A ``Summary`` as one event, exactly as torch's ``FileWriter.add_summary`` frames it."""
+        from tensorboard.compat.proto.event_pb2 import Event
+
+        event = Event(summary=summary, wall_time=time.time() if walltime is None else walltime)
+        if step is not None:
+            event.step = int(step)
+        self.add_event(event)
+
+    def add_purge_marker(self, step: int) -> None:
+        """As ``SummaryWriter(purge_step=...)`` writes: readers drop what a crashed run left at and after ``step``."""
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+        self.add_event(Event(step=step, file_version="brain.Event:2", wall_time=time.time()))
+        self.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START), wall_time=time.time()))
+
     def flush(self) -> None:
         if not self._file.closed:
             self._file.flush()
@@ -82,33 +98,3 @@ class EventFile:
         if not self._file.closed:
             self._file.flush()
             self._file.close()
-
-
-def summary_writer(log_dir: str, *, purge_step: int | None, filename_suffix: str) -> Any:
-    """A ``torch.utils.tensorboard.SummaryWriter`` whose main event file is an :class:`EventFile`.
-
-    SummaryWriter still builds every summary (so the records are exactly
-    its own); only the file underneath changes. ``add_scalars``' sub-runs
-    keep TensorBoard's writer.
-    """
-    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-    from torch.utils.tensorboard.writer import FileWriter, SummaryWriter
-
-    class DirectFileWriter(FileWriter):
-        def __init__(self, log_dir: str, max_queue: int = 10, flush_secs: int = 120,
-                     filename_suffix: str = "") -> None:
-            self.event_writer = EventFile(log_dir, filename_suffix)
-
-    class DirectSummaryWriter(SummaryWriter):
-        def _get_file_writer(self) -> Any:
-            if self.all_writers is None or self.file_writer is None:
-                self.file_writer = DirectFileWriter(self.log_dir, filename_suffix=self.filename_suffix)
-                self.all_writers = {self.file_writer.get_logdir(): self.file_writer}
-                if self.purge_step is not None:  # as SummaryWriter: readers drop what a crashed run left after it
-                    self.file_writer.add_event(Event(step=self.purge_step, file_version="brain.Event:2"))
-                    self.file_writer.add_event(Event(step=self.purge_step,
-                                                     session_log=SessionLog(status=SessionLog.START)))
-                    self.purge_step = None
-            return self.file_writer
-
-    return DirectSummaryWriter(log_dir, purge_step=purge_step, filename_suffix=filename_suffix)

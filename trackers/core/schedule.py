@@ -1,4 +1,4 @@
-"""The one place that decides whether an "every N steps" event fires.
+"""The one place that decides whether an "every N steps" hook fires (dispatch applies it; see ``Callback.every``).
 
 Steps are counted from 0, so ``Every(1000)`` fires at steps 999, 1999, ... —
 the tutorial's ``if i % 1000 == 999``.
@@ -32,3 +32,23 @@ class Every:
 
     def __repr__(self) -> str:
         return f"Every({self.n})"
+
+
+class FirstStep:
+    """A step filter that fires once, at the first step (index 0).
+
+    >>> [s for s in range(5) if FirstStep().fires(s)]
+    [0]
+    """
+
+    __slots__ = ()
+    n = None
+
+    def fires(self, step: int) -> bool:
+        return step == 0
+
+    def __repr__(self) -> str:
+        return "FirstStep()"
+
+
+Schedule = Every | FirstStep

@@ -1,0 +1,1 @@
+"""Tools around runs (CLI, doctor, inspect, demo); the core never imports them."""

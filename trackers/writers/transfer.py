@@ -1,0 +1,125 @@
+"""Tensors on their way to the writer thread: snapshots taken on the training thread without waiting for the
+device, work deferred to the writer thread, and the one place a device is read back (:func:`materialize`)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from trackers.writers.buffers import POOL
+
+
+@dataclass(frozen=True)
+class DeviceSnapshot:
+    """A copy of a device tensor on its way to host memory, with the event that says it arrived."""
+
+    tensor: torch.Tensor
+    ready: Any = None  # a torch.cuda.Event, or None when the copy is already usable
+
+    def wait(self) -> torch.Tensor:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self.tensor.cpu()
+
+
+class Deferred:
+    """A value computed on the writer thread, once (the result is kept).
+
+    Built with :meth:`on_device`: work on CPU tensors is deferred to the
+    writer thread (from copies), work on an accelerator is queued at once
+    (kernels only, no sync) and just its small result travels.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._fn = fn
+        self._args = args
+        self._done = False
+        self._value: Any = None
+        self._pooled = False  # args are POOL buffers, given back once used
+        self._lock = threading.Lock()  # several writers (fan-out) may ask at once
+
+    @classmethod
+    def on_device(cls, fn: Callable[..., Any], *args: Any) -> Deferred:
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if all(t.device.type == "cpu" for t in tensors):
+            deferred = cls(fn, *(POOL.copy(a) if isinstance(a, torch.Tensor) else a for a in args))
+            deferred._pooled = True
+            return deferred
+        return cls(_identity, _map_tensors(fn(*args), snapshot))
+
+    @classmethod
+    def later(cls, fn: Callable[..., Any], *args: Any) -> Deferred:
+        """``fn(*args)`` on the writer thread, from snapshots of the tensor arguments taken now."""
+        return cls(fn, *(snapshot(a) for a in args))
+
+    def part(self, index: Any) -> Deferred:
+        """A deferred ``self()[index]``."""
+        return Deferred(lambda: self()[index])
+
+    def __call__(self) -> Any:
+        with self._lock:
+            return self._compute()
+
+    def _compute(self) -> Any:
+        if not self._done:
+            args = [materialize(a) for a in self._args]
+            self._value = _map_tensors(self._fn(*args), materialize)
+            self._done = True
+            if self._pooled:
+                for arg in self._args:
+                    if isinstance(arg, torch.Tensor):
+                        POOL.give_back(arg)
+            self._args = ()
+        return self._value
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _map_tensors(value: Any, fn: Callable[[Any], Any]) -> Any:
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map_tensors(v, fn) for v in value)
+    return fn(value)
+
+
+def snapshot(value: Any) -> Any:
+    """Freeze ``value`` for the writer thread without waiting for the device.
+
+    CUDA tensors start an asynchronous copy to host memory and record an event;
+    CPU tensors are cloned (they are small, or the caller accepted the copy);
+    anything else is returned as it is.
+    """
+    if not isinstance(value, torch.Tensor):
+        return value  # numbers, arrays, Deferred
+    value = value.detach()
+    if value.device.type == "cpu":
+        return value.clone()
+    if value.device.type == "cuda":
+        host = value.to("cpu", non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return DeviceSnapshot(host, event)
+    return DeviceSnapshot(value.clone())
+
+
+def materialize(value: Any) -> Any:
+    """The CPU form of a snapshot (runs on the writer thread; may wait for the device)."""
+    if isinstance(value, DeviceSnapshot):
+        return value.wait()
+    if isinstance(value, Deferred):
+        return value()
+    return value
+
+
+def to_float(value: Any) -> float:
+    value = materialize(value)
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"a scalar needs one value, got a tensor of shape {tuple(value.shape)}")
+        return float(value.reshape(()).item())
+    return float(value)
