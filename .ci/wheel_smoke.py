@@ -139,6 +139,7 @@ def main() -> int:
         expected = source_files(source)
 
         if args.wheel is not None:
+
             @check(f"wheel has every module ({args.wheel.name})")
             def _wheel() -> str:
                 with zipfile.ZipFile(args.wheel) as archive:
@@ -150,6 +151,7 @@ def main() -> int:
                 return f"{len(expected)} files, including {', '.join(adapters)}"
 
         if args.sdist is not None:
+
             @check(f"sdist has every module ({args.sdist.name})")
             def _sdist() -> str:
                 with tarfile.open(args.sdist) as archive:
@@ -175,8 +177,10 @@ def main() -> int:
         failures = []
         for package_name in PACKAGES:
             package = importlib.import_module(package_name)
-            names = [package_name] + [info.name for info in pkgutil.walk_packages(package.__path__, package_name + ".",
-                                                                                 onerror=failures.append)]
+            names = [package_name] + [
+                info.name
+                for info in pkgutil.walk_packages(package.__path__, package_name + ".", onerror=failures.append)
+            ]
             for name in names:
                 if name.rsplit(".", 1)[-1] == "__main__":  # runs the CLI when imported; checked below instead
                     skipped.append(f"{name} (entry point: run as `python -m trackers --help` instead)")
@@ -199,8 +203,9 @@ def main() -> int:
 
     @check("python -m trackers --help")
     def _main_module() -> str:
-        done = subprocess.run([sys.executable, "-I", "-m", "trackers", "--help"], capture_output=True, text=True,
-                              timeout=120, cwd=workdir)
+        done = subprocess.run(
+            [sys.executable, "-I", "-m", "trackers", "--help"], capture_output=True, text=True, timeout=120, cwd=workdir
+        )
         if done.returncode != 0 or "usage: looptrack" not in done.stdout:
             raise AssertionError(f"exit {done.returncode}: {done.stdout[-500:]} {done.stderr[-2000:]}")
         return "usage printed"
@@ -251,9 +256,16 @@ def main() -> int:
 
         torch.manual_seed(0)
         model = Tiny()
-        trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False,
-                             default_root_dir=str(workdir / "lightning_root"))
+        trainer = pl.Trainer(
+            max_epochs=2,
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=str(workdir / "lightning_root"),
+        )
         tracker, run_dir = tracked(model, "lightning")
         tracker.attach(trainer)
         trainer.fit(model, loader(48, 0), loader(16, 1))
@@ -297,15 +309,31 @@ def main() -> int:
                 return {"input_ids": self.input_ids[index], "labels": self.labels[index]}
 
         torch.manual_seed(0)
-        config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                         intermediate_size=64, num_labels=3)
+        config = transformers.BertConfig(
+            vocab_size=100,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_labels=3,
+        )
         model = transformers.BertForSequenceClassification(config)
         arguments = transformers.TrainingArguments(
-            output_dir=str(workdir / "transformers_out"), num_train_epochs=2, per_device_train_batch_size=8,
-            per_device_eval_batch_size=16, learning_rate=1e-3, eval_strategy="epoch", save_strategy="no",
-            logging_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True)
-        trainer = transformers.Trainer(model=model, args=arguments, train_dataset=Tokens(48, 0),
-                                       eval_dataset=Tokens(16, 1))
+            output_dir=str(workdir / "transformers_out"),
+            num_train_epochs=2,
+            per_device_train_batch_size=8,
+            per_device_eval_batch_size=16,
+            learning_rate=1e-3,
+            eval_strategy="epoch",
+            save_strategy="no",
+            logging_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            disable_tqdm=True,
+        )
+        trainer = transformers.Trainer(
+            model=model, args=arguments, train_dataset=Tokens(48, 0), eval_dataset=Tokens(16, 1)
+        )
         tracker, run_dir = tracked(model, "transformers")
         tracker.attach(trainer)
         trainer.train()
@@ -317,8 +345,9 @@ def main() -> int:
         script = Path(sys.executable).parent / "looptrack"
         if not script.is_file():
             raise AssertionError(f"no console script at {script}")
-        done = subprocess.run([str(script), "inspect", str(workdir / "ignite")], capture_output=True, text=True,
-                              timeout=120, cwd=workdir)
+        done = subprocess.run(
+            [str(script), "inspect", str(workdir / "ignite")], capture_output=True, text=True, timeout=120, cwd=workdir
+        )
         if done.returncode != 0 or "train/loss" not in done.stdout:
             raise AssertionError(f"exit {done.returncode}: {done.stdout[-1000:]} {done.stderr[-2000:]}")
         return f"{script} lists train/loss"
@@ -331,7 +360,9 @@ def main() -> int:
     failed = [name for status, name, _ in RESULTS if status == "FAIL"]
     total = time.perf_counter() - started
     if failed:
-        print(f"FAILED: {len(failed)} of {len(RESULTS)} checks ({', '.join(failed)}) in {total:.1f}s; runs in {workdir}")
+        print(
+            f"FAILED: {len(failed)} of {len(RESULTS)} checks ({', '.join(failed)}) in {total:.1f}s; runs in {workdir}"
+        )
         return 1
     print(f"OK: {len(RESULTS)} checks passed in {total:.1f}s")
     return 0

@@ -1,6 +1,6 @@
 """looptrack's built-in callbacks, one concern a module.
 
-    from callbacks import Callback, LossLogger
+from callbacks import Callback, LossLogger
 """
 
 from callbacks.base import EVENTS, Callback, Every, FirstStep, every_step

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from typing_extensions import override
 
 from callbacks.base import Callback
-from trackers.tensorboard.graphdef import trace_graph
-from trackers.errors import OnceReporter
 from trackers.core.state import BatchRecord, RunState
+from trackers.errors import OnceReporter
+from trackers.tensorboard.graphdef import trace_graph
 
 
 class GraphTrace(Callback):
@@ -34,15 +35,18 @@ class GraphTrace(Callback):
         self.done = False
         self._reporter = OnceReporter()
 
+    @override
     def on_train_start(self, state: RunState) -> None:
         self.done = False
         if self.example_input is not None:
             args = self.example_input if isinstance(self.example_input, tuple) else (self.example_input,)
             self._trace(state, args, {})
 
+    @override
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
         self._trace_first_input(state)
 
+    @override
     def on_validation_batch_end(self, state: RunState, batch: BatchRecord) -> None:
         self._trace_first_input(state)
 
@@ -66,7 +70,8 @@ class GraphTrace(Callback):
         except Exception as error:
             shapes = ", ".join(str(tuple(a.shape)) for a in args if isinstance(a, torch.Tensor))
             self._reporter.warn(
-                "failed", f"GraphTrace: could not trace {type(model).__name__} on inputs of shape {shapes}: "
+                "failed",
+                f"GraphTrace: could not trace {type(model).__name__} on inputs of shape {shapes}: "
                 f"{type(error).__name__}: {str(error).splitlines()[0][:300]}. No graph is written; training goes on",
             )
             return

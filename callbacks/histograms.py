@@ -6,11 +6,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from typing_extensions import override
 
 from callbacks.base import Callback
-from trackers.errors import OnceReporter
 from trackers.core.schedule import Every
 from trackers.core.state import BatchRecord, RunState
+from trackers.errors import OnceReporter
 
 Include = Sequence[str] | Callable[[str, torch.nn.Parameter], bool] | None
 
@@ -35,6 +36,8 @@ class ParameterHistograms(Callback):
     any).
     """
 
+    every: Every
+
     def __init__(self, every_n_steps: int = 500, include: Include = None, gradients: bool = True) -> None:
         self.every = Every(every_n_steps, owner="ParameterHistograms")
         if include is not None and not callable(include):
@@ -50,6 +53,7 @@ class ParameterHistograms(Callback):
         self._gradients_logged: set[str] = set()
         self._reporter = OnceReporter()
 
+    @override
     def on_train_start(self, state: RunState) -> None:
         if state.model is None:
             self._reporter.warn("no-model", "ParameterHistograms needs the model: Tracker(model, ...); it does nothing")
@@ -64,10 +68,12 @@ class ParameterHistograms(Callback):
                 f"{type(state.model).__name__} (its names start like {names}); nothing will be logged",
             )
 
+    @override
     def on_before_optimizer_step(self, state: RunState, optimizer: Any) -> None:
         if self.gradients:
             self._log_gradients(state)  # the step's gradients exist now, before the loop zeroes them
 
+    @override
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
         writer, step = state.writer, state.step
         for name, param in self._parameters:
@@ -87,8 +93,9 @@ class ParameterHistograms(Callback):
         for name, param in self._parameters:
             if param.grad is not None and name not in self._gradients_logged:
                 self._gradients_logged.add(name)
-                state.writer.histogram(f"gradients/{name}", param.grad, state.step,
-                                       nonfinite_tag=f"nonfinite/gradients/{name}")
+                state.writer.histogram(
+                    f"gradients/{name}", param.grad, state.step, nonfinite_tag=f"nonfinite/gradients/{name}"
+                )
 
     def _selected(self, name: str, param: torch.nn.Parameter) -> bool:
         if self.include is None:
@@ -98,4 +105,6 @@ class ParameterHistograms(Callback):
         return name.startswith(self.include)
 
     def __repr__(self) -> str:
-        return f"ParameterHistograms(every_n_steps={self.every.n}, include={self.include!r}, gradients={self.gradients})"
+        return (
+            f"ParameterHistograms(every_n_steps={self.every.n}, include={self.include!r}, gradients={self.gradients})"
+        )

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from typing_extensions import override
+
 from callbacks.base import Callback
-from trackers.errors import OnceReporter
 from trackers.core.state import RunState
+from trackers.errors import OnceReporter
 
 _VALUE_TYPES = (int, float, str, bool)
 
@@ -23,8 +25,11 @@ class HParams(Callback):
     functions ``(state) -> value`` evaluated at the end.
     """
 
-    def __init__(self, hparams: Mapping[str, Any],
-                 metrics: Sequence[str] | Mapping[str, Callable[[RunState], Any]] = ("val/loss", "train/loss")) -> None:
+    def __init__(
+        self,
+        hparams: Mapping[str, Any],
+        metrics: Sequence[str] | Mapping[str, Callable[[RunState], Any]] = ("val/loss", "train/loss"),
+    ) -> None:
         if not isinstance(hparams, Mapping) or not hparams:
             raise ValueError(f"HParams: hparams must be a non-empty mapping like {{'lr': 0.01}}, got {hparams!r}")
         bad = {k: v for k, v in hparams.items() if not isinstance(v, _VALUE_TYPES)}
@@ -34,6 +39,7 @@ class HParams(Callback):
         self.metrics = metrics
         self._reporter = OnceReporter()
 
+    @override
     def on_train_end(self, state: RunState) -> None:
         values: dict[str, Any] = {}
         if isinstance(self.metrics, Mapping):
@@ -49,6 +55,9 @@ class HParams(Callback):
             else:
                 values[tag] = last
         if missing:
-            self._reporter.warn("missing", f"HParams: no scalar {', '.join(map(repr, missing))} was logged in this "
-                                "run; those metrics are left out")
+            self._reporter.warn(
+                "missing",
+                f"HParams: no scalar {', '.join(map(repr, missing))} was logged in this "
+                "run; those metrics are left out",
+            )
         state.writer.hparams(self.hparams, values, step=max(state.step, 0), metrics_logged=True)

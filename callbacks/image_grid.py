@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import torch
+from typing_extensions import override
 
 from callbacks.base import Callback
 from callbacks.images import Unnormalize, as_nchw, check_unnormalize, image_problem, unnormalized
-from trackers.errors import OnceReporter
 from trackers.core.schedule import Every, FirstStep
 from trackers.core.state import BatchRecord, RunState
+from trackers.errors import OnceReporter
 
 
 class ImageGrid(Callback):
@@ -21,8 +22,14 @@ class ImageGrid(Callback):
     :class:`~callbacks.prediction_figure.PredictionFigure`.
     """
 
-    def __init__(self, every_n_steps: int | None = None, tag: str = "images", n: int | None = None,
-                 nrow: int = 8, unnormalize: Unnormalize = (0.5, 0.5)) -> None:
+    def __init__(
+        self,
+        every_n_steps: int | None = None,
+        tag: str = "images",
+        n: int | None = None,
+        nrow: int = 8,
+        unnormalize: Unnormalize = (0.5, 0.5),
+    ) -> None:
         self.every = FirstStep() if every_n_steps is None else Every(every_n_steps, owner="ImageGrid")
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ValueError(f"ImageGrid: n must be a positive integer or None (the whole batch), got {n!r}")
@@ -33,6 +40,7 @@ class ImageGrid(Callback):
         self.disabled = False
         self._reporter = OnceReporter()
 
+    @override
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
         if self.disabled:
             return

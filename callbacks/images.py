@@ -15,8 +15,10 @@ def image_problem(inputs: Any) -> str | None:
     if not isinstance(inputs, torch.Tensor):
         return f"the batch's inputs are a {type(inputs).__name__}, not an image tensor"
     if inputs.ndim not in (3, 4) or not inputs.is_floating_point():
-        return f"the batch's inputs have shape {tuple(inputs.shape)} and dtype {inputs.dtype}; images are " \
-               "[N, C, H, W] or [N, H, W] floats"
+        return (
+            f"the batch's inputs have shape {tuple(inputs.shape)} and dtype {inputs.dtype}; images are "
+            "[N, C, H, W] or [N, H, W] floats"
+        )
     if inputs.ndim == 4 and inputs.shape[1] not in (1, 3):
         return f"the batch's inputs have {inputs.shape[1]} channels; images have 1 or 3"
     return None
@@ -31,8 +33,10 @@ def check_unnormalize(value: Unnormalize, owner: str) -> Unnormalize:
         return value
     if isinstance(value, (tuple, list)) and len(value) == 2:
         return (value[0], value[1])
-    raise ValueError(f"{owner}: unnormalize must be (mean, std), a function or None, got {value!r}; "
-                     "the tutorial's Normalize((0.5,), (0.5,)) is undone by unnormalize=(0.5, 0.5)")
+    raise ValueError(
+        f"{owner}: unnormalize must be (mean, std), a function or None, got {value!r}; "
+        "the tutorial's Normalize((0.5,), (0.5,)) is undone by unnormalize=(0.5, 0.5)"
+    )
 
 
 def unnormalized(images: torch.Tensor, how: Unnormalize) -> torch.Tensor:

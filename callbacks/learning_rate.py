@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from typing_extensions import override
 
 from callbacks.base import Callback
-from trackers.errors import OnceReporter
 from trackers.core.schedule import Every
 from trackers.core.state import BatchRecord, RunState
+from trackers.errors import OnceReporter
 
 
 def group_tags(optimizers: list[Any], tag: str) -> list[tuple[str, dict[str, Any]]]:
@@ -38,39 +39,49 @@ def _copied(value: Any) -> Any:
 class LearningRate(Callback):
     """Logs ``lr`` of every param group, and ``momentum`` where the optimizer has one.
 
-    >>> tracker = Tracker(net, callbacks=[LearningRate(every_n_steps=50)])             # doctest: +SKIP
+        >>> tracker = Tracker(net, callbacks=[LearningRate(every_n_steps=50)])             # doctest: +SKIP
 
-    ``optimizer=None`` (the default) takes the run's optimizers: the
-    framework's (Lightning, transformers create theirs inside
-    ``fit()``/``train()``) or, in a plain loop, those seen stepping over the
-    model's parameters. Groups are tagged by their ``name`` key where set
-    (``lr/head``), else ``lr/group<i>``; one group is just ``lr``. The rate
-logged at a step is the one that step's optimizer update used (read as the
-optimizer is about to step, before a scheduler moves it). A tensor
-    learning rate is handed to the writer as it is (no host sync).
+        ``optimizer=None`` (the default) takes the run's optimizers: the
+        framework's (Lightning, transformers create theirs inside
+        ``fit()``/``train()``) or, in a plain loop, those seen stepping over the
+        model's parameters. Groups are tagged by their ``name`` key where set
+        (``lr/head``), else ``lr/group<i>``; one group is just ``lr``. The rate
+    logged at a step is the one that step's optimizer update used (read as the
+    optimizer is about to step, before a scheduler moves it). A tensor
+        learning rate is handed to the writer as it is (no host sync).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer | None = None, every_n_steps: int = 50,
-                 tag: str = "lr") -> None:
+    every: Every
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer | None = None, every_n_steps: int = 50, tag: str = "lr"
+    ) -> None:
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"LearningRate: optimizer must be a torch.optim.Optimizer or None (the run's "
-                            f"optimizers), got {type(optimizer).__name__}")
+            raise TypeError(
+                f"LearningRate: optimizer must be a torch.optim.Optimizer or None (the run's "
+                f"optimizers), got {type(optimizer).__name__}"
+            )
         self.optimizer = optimizer
         self.every = Every(every_n_steps, owner="LearningRate")
         self.tag = tag
         self._reporter = OnceReporter()
         self._taken: list[tuple[str, Any]] | None = None
 
+    @override
     def on_before_optimizer_step(self, state: RunState, optimizer: Any) -> None:
         if self._taken is None:
             self._taken = self._values(state)  # the rates this step uses, before a scheduler moves them
 
+    @override
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
         taken, self._taken = self._taken, None
         values = taken if taken is not None else self._values(state)
         if not values:
-            self._reporter.warn("no-optimizer", f"LearningRate: no optimizer was seen by step {state.step} (none "
-                                "stepped over the model's parameters); pass it: LearningRate(optimizer)")
+            self._reporter.warn(
+                "no-optimizer",
+                f"LearningRate: no optimizer was seen by step {state.step} (none "
+                "stepped over the model's parameters); pass it: LearningRate(optimizer)",
+            )
             return
         for tag, value in values:
             state.writer.scalar(tag, value, state.step)
@@ -82,5 +93,5 @@ optimizer is about to step, before a scheduler moves it). A tensor
             values.append((tag, _copied(group["lr"])))
             momentum: Any = group.get("momentum", group.get("betas", (None,))[0])
             if momentum is not None:
-                values.append(("momentum" + tag[len(self.tag):], _copied(momentum)))
+                values.append(("momentum" + tag[len(self.tag) :], _copied(momentum)))
         return values

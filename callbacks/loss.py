@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from typing_extensions import override
 
 from callbacks.base import Callback, every_step
 from trackers.core import distributed, hints
-from trackers.errors import OnceReporter
 from trackers.core.schedule import Every
 from trackers.core.state import BatchRecord, RunState
+from trackers.errors import OnceReporter
 
 
 class _MeanOnDevice:
@@ -74,8 +75,16 @@ class LossLogger(Callback):
     the ranks: one all-reduce per logged value, none in between.
     """
 
-    def __init__(self, every_n_steps: int = 50, tag: str = "train/loss", val_tag: str | None = "val/loss",
-                 reduce: str | None = None, test_tag: str = "test/loss") -> None:
+    every: Every
+
+    def __init__(
+        self,
+        every_n_steps: int = 50,
+        tag: str = "train/loss",
+        val_tag: str | None = "val/loss",
+        reduce: str | None = None,
+        test_tag: str = "test/loss",
+    ) -> None:
         self.every = Every(every_n_steps, owner="LossLogger")
         if reduce not in (None, "mean"):
             raise ValueError(f"LossLogger: reduce must be None or 'mean', got {reduce!r}")
@@ -97,9 +106,11 @@ class LossLogger(Callback):
     def every_n_steps(self) -> int:
         return self.every.n
 
+    @override
     def on_train_start(self, state: RunState) -> None:
         self._train = _MeanOnDevice()
 
+    @override
     @every_step  # every step's loss goes into the window's mean; the window is written when self.every fires
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
         loss = self._usable(batch.loss, state, "train")
@@ -107,13 +118,19 @@ class LossLogger(Callback):
             self._train.add(loss, state.step, weight=max(batch.micro_batches, 1))
         if self.every.fires(state.step_index) and self._train.count:
             first = self._train.first_step
-            state.writer.scalar(self.tag, self._reduced(self._train.take()), state.step,
-                                source=f"LossLogger, mean of steps {first}-{state.step}")
+            state.writer.scalar(
+                self.tag,
+                self._reduced(self._train.take()),
+                state.step,
+                source=f"LossLogger, mean of steps {first}-{state.step}",
+            )
 
+    @override
     def on_validation_start(self, state: RunState) -> None:
         self._eval = _MeanOnDevice()
         self._eval_batches = 0
 
+    @override
     def on_validation_batch_end(self, state: RunState, batch: BatchRecord) -> None:
         self._eval_batches += 1
         if self._tag_for(state.stage) is None:
@@ -122,6 +139,7 @@ class LossLogger(Callback):
         if loss is not None:
             self._eval.add(loss, state.validation_batch_idx, weight=float(batch.size or 1))
 
+    @override
     def on_validation_end(self, state: RunState) -> None:
         tag = self._tag_for(state.stage)
         if tag is None:
@@ -134,9 +152,11 @@ class LossLogger(Callback):
             source = f"LossLogger, {state.stage} mean weighted by samples"
         else:
             if self._eval_batches and state.stage != "predict":
-                self._reporter.warn(("no-loss", state.stage),
-                                    f"LossLogger: the {state.stage} pass had {self._eval_batches} batches but no loss, "
-                                    f"so {tag} is not logged; {hints.missing_loss_fix(state.loop, state.stage)}")
+                self._reporter.warn(
+                    ("no-loss", state.stage),
+                    f"LossLogger: the {state.stage} pass had {self._eval_batches} batches but no loss, "
+                    f"so {tag} is not logged; {hints.missing_loss_fix(state.loop, state.stage)}",
+                )
             return
         state.writer.scalar(tag, self._reduced(value), max(state.step, 0), source=source)
 

@@ -6,25 +6,28 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from typing_extensions import override
 
 from callbacks.base import Callback
 from callbacks.images import Unnormalize, as_nchw, check_unnormalize, image_problem, unnormalized
 from trackers.core import hints
-from trackers.errors import OnceReporter
 from trackers.core.schedule import Every
 from trackers.core.state import BatchRecord, RunState
-
+from trackers.errors import OnceReporter
 
 RENDERERS = ("pillow", "matplotlib")
 PANEL_PIXELS = 224  # images are scaled up (nearest neighbour) to about this size
 _COLOURS = {"green": (0, 128, 0), "red": (255, 0, 0)}
 
 
-def panel_titles(predictions: Sequence[int], confidences: Sequence[float], targets: Sequence[int],
-                 classes: Sequence[str]) -> list[tuple[str, str]]:
+def panel_titles(
+    predictions: Sequence[int], confidences: Sequence[float], targets: Sequence[int], classes: Sequence[str]
+) -> list[tuple[str, str]]:
     """The tutorial's title of each panel and its colour: ``("Bag, 87.5%\\n(label: Bag)", "green")``."""
-    return [(f"{classes[p]}, {c * 100:.1f}%\n(label: {classes[t]})", "green" if p == t else "red")
-            for p, c, t in zip(predictions, confidences, targets)]
+    return [
+        (f"{classes[p]}, {c * 100:.1f}%\n(label: {classes[t]})", "green" if p == t else "red")
+        for p, c, t in zip(predictions, confidences, targets)
+    ]
 
 
 def _pixels(image: np.ndarray) -> np.ndarray:
@@ -35,8 +38,13 @@ def _pixels(image: np.ndarray) -> np.ndarray:
     return (np.transpose(image, (1, 2, 0)) * 255).round().astype(np.uint8)
 
 
-def draw_predictions(images: np.ndarray, predictions: Sequence[int], confidences: Sequence[float],
-                     targets: Sequence[int], classes: Sequence[str]):
+def draw_predictions(
+    images: np.ndarray,
+    predictions: Sequence[int],
+    confidences: Sequence[float],
+    targets: Sequence[int],
+    classes: Sequence[str],
+):
     """The same panels as :func:`render_predictions`, drawn with Pillow: a ``PIL.Image`` in a few milliseconds.
 
     >>> draw_predictions(np.zeros((2, 1, 28, 28)), [0, 1], [0.9, 0.4], [0, 0], ["shirt", "bag"]).size
@@ -50,22 +58,29 @@ def draw_predictions(images: np.ndarray, predictions: Sequence[int], confidences
     scale = max(1, PANEL_PIXELS // max(height, width))
     line_height = int(getattr(font, "size", 11) * 1.3)  # a Pillow without FreeType gives its fixed bitmap font
     title_height = 2 * line_height + 8
-    panel_width = max([width * scale] + [int(font.getlength(line)) for text, _ in titles
-                                         for line in text.split("\n")]) + 16
+    panel_width = (
+        max([width * scale] + [int(font.getlength(line)) for text, _ in titles for line in text.split("\n")]) + 16
+    )
     canvas = Image.new("RGB", (panel_width * len(images) + 16, title_height + height * scale + 16), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (image, (text, colour)) in enumerate(zip(images, titles)):
         left = 8 + i * panel_width
         for row, line in enumerate(text.split("\n")):
-            draw.text((left + panel_width // 2, 8 + row * line_height), line, fill=_COLOURS[colour], font=font,
-                      anchor="ma")
-        panel = Image.fromarray(_pixels(image)).resize((width * scale, height * scale), Image.NEAREST)
+            draw.text(
+                (left + panel_width // 2, 8 + row * line_height), line, fill=_COLOURS[colour], font=font, anchor="ma"
+            )
+        panel = Image.fromarray(_pixels(image)).resize((width * scale, height * scale), Image.Resampling.NEAREST)
         canvas.paste(panel, (left + (panel_width - width * scale) // 2, title_height))
     return canvas
 
 
-def render_predictions(images: np.ndarray, predictions: Sequence[int], confidences: Sequence[float],
-                       targets: Sequence[int], classes: Sequence[str]):
+def render_predictions(
+    images: np.ndarray,
+    predictions: Sequence[int],
+    confidences: Sequence[float],
+    targets: Sequence[int],
+    classes: Sequence[str],
+):
     """A matplotlib Figure (object API, no pyplot): one panel per image, titled green when right, red when wrong."""
     from matplotlib.figure import Figure
 
@@ -101,9 +116,17 @@ class PredictionFigure(Callback):
     warning.
     """
 
-    def __init__(self, classes: Sequence[str], every_n_steps: int = 1000, n: int = 4,
-                 tag: str = "predictions vs. actuals", unnormalize: Unnormalize = (0.5, 0.5),
-                 renderer: str = "pillow") -> None:
+    every: Every
+
+    def __init__(
+        self,
+        classes: Sequence[str],
+        every_n_steps: int = 1000,
+        n: int = 4,
+        tag: str = "predictions vs. actuals",
+        unnormalize: Unnormalize = (0.5, 0.5),
+        renderer: str = "pillow",
+    ) -> None:
         if isinstance(classes, str) or not classes or not all(isinstance(c, str) for c in classes):
             raise ValueError(f"PredictionFigure: classes must be a non-empty list of class names, got {classes!r}")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -119,6 +142,7 @@ class PredictionFigure(Callback):
         self.disabled = False
         self._reporter = OnceReporter()
 
+    @override
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
         if self.disabled:
             return
@@ -137,8 +161,9 @@ class PredictionFigure(Callback):
         classes = self.classes
         render = draw_predictions if self.renderer == "pillow" else render_predictions
 
-        def draw(images_: torch.Tensor, predictions: torch.Tensor, confidences: torch.Tensor,
-                 targets: torch.Tensor) -> object:
+        def draw(
+            images_: torch.Tensor, predictions: torch.Tensor, confidences: torch.Tensor, targets: torch.Tensor
+        ) -> object:
             outside = [t for t in targets.tolist() if not 0 <= t < len(classes)]
             if outside:
                 raise ValueError(f"PredictionFigure: target {outside[0]} is outside the {len(classes)} classes")
@@ -167,5 +192,7 @@ class PredictionFigure(Callback):
         return None
 
     def __repr__(self) -> str:
-        return (f"PredictionFigure(classes=[{len(self.classes)} names], every_n_steps={self.every.n}, n={self.n}, "
-                f"renderer={self.renderer!r})")
+        return (
+            f"PredictionFigure(classes=[{len(self.classes)} names], every_n_steps={self.every.n}, n={self.n}, "
+            f"renderer={self.renderer!r})"
+        )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from typing_extensions import override
+
 from callbacks.base import Callback
 from trackers.core.schedule import Every
 from trackers.core.state import BatchRecord, RunState
@@ -17,8 +19,9 @@ class TextLogger(Callback):
     >>> TextLogger()                  # the model's structure (its repr), once at the start    # doctest: +SKIP
     """
 
-    def __init__(self, text: str | Callable[[RunState], str] | None = None, every_n_steps: int | None = None,
-                 tag: str = "text") -> None:
+    def __init__(
+        self, text: str | Callable[[RunState], str] | None = None, every_n_steps: int | None = None, tag: str = "text"
+    ) -> None:
         if text is not None and not isinstance(text, str) and not callable(text):
             raise TypeError(f"TextLogger: text must be a string, a function (state) -> str or None, got {text!r}")
         if callable(text) and every_n_steps is None:
@@ -27,12 +30,14 @@ class TextLogger(Callback):
         self.every = None if every_n_steps is None else Every(every_n_steps, owner="TextLogger")
         self.tag = tag
 
+    @override
     def on_train_start(self, state: RunState) -> None:
         if isinstance(self.text, str):
             state.writer.text(self.tag, self.text, 0)
         elif self.text is None and state.model is not None:
             state.writer.text(self.tag, "    " + repr(state.model).replace("\n", "\n    "), 0)
 
+    @override
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
         if callable(self.text):
             state.writer.text(self.tag, str(self.text(state)), state.step)

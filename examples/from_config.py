@@ -1,7 +1,7 @@
 """The tutorial CNN with its callbacks chosen in a config file (examples/tracking.yaml).
 
-    python examples/from_config.py [--config examples/tracking.yaml] [--epochs 1]
-    tensorboard --logdir runs
+python examples/from_config.py [--config examples/tracking.yaml] [--epochs 1]
+tensorboard --logdir runs
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def main() -> int:
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 
     with Tracker.from_config(args.config, net) as tracker:
+
         @tracker.train_step
         def train_step(inputs, labels):
             optimizer.zero_grad()

@@ -1,7 +1,7 @@
 """The tutorial CNN trained by ignite engines, logged by looptrack: ``tracker.attach(trainer, evaluator=...)``.
 
-    python examples/ignite_fashion_mnist.py --epochs 1
-    tensorboard --logdir runs
+python examples/ignite_fashion_mnist.py --epochs 1
+tensorboard --logdir runs
 """
 
 from __future__ import annotations
@@ -32,9 +32,12 @@ def main() -> int:
     net = TutorialNet()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     # hand the loss over as a tensor (ignite's default output is loss.item(): a sync every step)
-    trainer = create_supervised_trainer(net, optimizer, F.cross_entropy,
-                                        output_transform=lambda x, y, y_pred, loss: {"loss": loss, "y_pred": y_pred,
-                                                                                     "y": y})
+    trainer = create_supervised_trainer(
+        net,
+        optimizer,
+        F.cross_entropy,
+        output_transform=lambda x, y, y_pred, loss: {"loss": loss, "y_pred": y_pred, "y": y},
+    )
     evaluator = create_supervised_evaluator(net, metrics={"accuracy": Accuracy(), "loss": Loss(F.cross_entropy)})
     testloader = DataLoader(testset, batch_size=256)
 
@@ -43,9 +46,17 @@ def main() -> int:
         evaluator.run(testloader)
 
     classes = list(CLASSES)
-    tracker = Tracker(net, callbacks=[LossLogger(every_n_steps=50), PredictionFigure(classes, every_n_steps=200),
-                                      ParameterHistograms(every_n_steps=100), PRCurves(classes), GraphTrace()],
-                      writer=args.logdir)
+    tracker = Tracker(
+        net,
+        callbacks=[
+            LossLogger(every_n_steps=50),
+            PredictionFigure(classes, every_n_steps=200),
+            ParameterHistograms(every_n_steps=100),
+            PRCurves(classes),
+            GraphTrace(),
+        ],
+        writer=args.logdir,
+    )
     with tracker.attach(trainer, evaluator=evaluator):  # val/loss is the evaluator's Loss metric
         trainer.run(DataLoader(trainset, batch_size=32, shuffle=True), max_epochs=args.epochs)
     print(f"the run is in {tracker.log_dir}")

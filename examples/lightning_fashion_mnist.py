@@ -1,7 +1,7 @@
 """The tutorial CNN trained by a Lightning Trainer, logged by looptrack: ``tracker.attach(trainer)``.
 
-    python examples/lightning_fashion_mnist.py --epochs 1
-    tensorboard --logdir runs
+python examples/lightning_fashion_mnist.py --epochs 1
+tensorboard --logdir runs
 """
 
 from __future__ import annotations
@@ -53,11 +53,25 @@ def main() -> int:
     print(description)
     model = LitTutorialNet()
     classes = list(CLASSES)
-    tracker = Tracker(model, callbacks=[LossLogger(every_n_steps=50), PredictionFigure(classes, every_n_steps=200),
-                                        ParameterHistograms(every_n_steps=100), PRCurves(classes), GraphTrace()],
-                      writer=args.logdir)
-    trainer = pl.Trainer(max_epochs=args.epochs, logger=False, enable_checkpointing=False, accelerator="cpu",
-                         devices=1, enable_model_summary=False)
+    tracker = Tracker(
+        model,
+        callbacks=[
+            LossLogger(every_n_steps=50),
+            PredictionFigure(classes, every_n_steps=200),
+            ParameterHistograms(every_n_steps=100),
+            PRCurves(classes),
+            GraphTrace(),
+        ],
+        writer=args.logdir,
+    )
+    trainer = pl.Trainer(
+        max_epochs=args.epochs,
+        logger=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+        devices=1,
+        enable_model_summary=False,
+    )
     with tracker.attach(trainer):  # the run ends with the block: PR curves from the last validation pass
         trainer.fit(model, DataLoader(trainset, batch_size=32, shuffle=True), DataLoader(testset, batch_size=256))
     print(f"the run is in {tracker.log_dir}")

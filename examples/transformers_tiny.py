@@ -1,7 +1,7 @@
 """A tiny BERT classifier built from a config (no download), trained by transformers.Trainer, logged by looptrack.
 
-    python examples/transformers_tiny.py --epochs 2
-    tensorboard --logdir runs
+python examples/transformers_tiny.py --epochs 2
+tensorboard --logdir runs
 """
 
 from __future__ import annotations
@@ -39,17 +39,34 @@ def main() -> int:
     parser.add_argument("--logdir", default="runs/transformers_tiny")
     args = parser.parse_args()
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=200, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=128, num_labels=3)
+    config = transformers.BertConfig(
+        vocab_size=200, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, num_labels=3
+    )
     model = transformers.BertForSequenceClassification(config)
     training = transformers.TrainingArguments(
-        output_dir=os.path.join(args.logdir, "checkpoints"), num_train_epochs=args.epochs,
-        per_device_train_batch_size=16, per_device_eval_batch_size=64, learning_rate=1e-3, eval_strategy="epoch",
-        save_strategy="no", logging_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True)
-    trainer = transformers.Trainer(model=model, args=training, train_dataset=SyntheticTokens(args.train_size, 0),
-                                   eval_dataset=SyntheticTokens(128, 1))
-    tracker = Tracker(model, callbacks=[LossLogger(every_n_steps=10), PRCurves(["zero", "one", "two"]), GraphTrace()],
-                      writer=args.logdir)
+        output_dir=os.path.join(args.logdir, "checkpoints"),
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        learning_rate=1e-3,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = transformers.Trainer(
+        model=model,
+        args=training,
+        train_dataset=SyntheticTokens(args.train_size, 0),
+        eval_dataset=SyntheticTokens(128, 1),
+    )
+    tracker = Tracker(
+        model,
+        callbacks=[LossLogger(every_n_steps=10), PRCurves(["zero", "one", "two"]), GraphTrace()],
+        writer=args.logdir,
+    )
     with tracker.attach(trainer):  # points on the Trainer's global_step, val/loss is its eval_loss
         trainer.train()
         print(trainer.evaluate())  # the final evaluation belongs to the run too

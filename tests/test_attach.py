@@ -7,13 +7,14 @@ import sys
 import pytest
 
 from trackers import Tracker
-from trackers.adapters import _kind
+from trackers.adapters import ignite, lightning, transformers
+from trackers.core.tracker import adapter_for
 from trackers.optional import require
 
 
 def test_an_unknown_loop_lists_what_is_supported():
     tracker = Tracker(None, callbacks=[], writer="memory")
-    with pytest.raises(TypeError, match="Lightning Trainer .* ignite Engine .* transformers Trainer"):
+    with pytest.raises(TypeError, match="ignite Engine .* Lightning Trainer .* transformers Trainer"):
         tracker.attach(object())
     tracker.close()
 
@@ -22,11 +23,12 @@ def test_recognised_by_class_path_without_importing_frameworks():
     def fake(module, name):
         return type(name, (), {"__module__": module})()
 
-    assert _kind(fake("lightning.pytorch.trainer.trainer", "Trainer")) == ("lightning", "lightning.pytorch")
-    assert _kind(fake("pytorch_lightning.trainer.trainer", "Trainer")) == ("lightning", "pytorch_lightning")
-    assert _kind(fake("ignite.engine.engine", "Engine")) == ("ignite", "ignite")
-    assert _kind(fake("transformers.trainer", "Trainer")) == ("transformers", "transformers")
-    assert _kind(fake("my.own", "Trainer")) is None
+    assert adapter_for(fake("lightning.pytorch.trainer.trainer", "Trainer")) is lightning
+    assert adapter_for(fake("pytorch_lightning.trainer.trainer", "Trainer")) is lightning
+    assert adapter_for(fake("ignite.engine.engine", "Engine")) is ignite
+    assert adapter_for(fake("transformers.trainer", "Trainer")) is transformers
+    with pytest.raises(TypeError, match="don't know how to follow a my.own.Trainer"):
+        adapter_for(fake("my.own", "Trainer"))
 
 
 @pytest.mark.parametrize("module, extra", [("lightning.pytorch", "lightning"), ("ignite.engine", "ignite"),

@@ -27,9 +27,7 @@ class CallbackError(LoggingError):
         self.callback_name = callback_name
         self.event = event
         self.step = step
-        super().__init__(
-            f"{callback_name}.{event} failed at step {step}: {type(error).__name__}: {error}"
-        )
+        super().__init__(f"{callback_name}.{event} failed at step {step}: {type(error).__name__}: {error}")
 
 
 class OnceReporter:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-EXTRAS = {"lightning.pytorch": "lightning", "pytorch_lightning": "lightning", "ignite": "ignite",
-          "ignite.engine": "ignite", "transformers": "transformers", "mlflow": "mlflow"}
+EXTRAS = {
+    "lightning.pytorch": "lightning",
+    "pytorch_lightning": "lightning",
+    "ignite": "ignite",
+    "ignite.engine": "ignite",
+    "transformers": "transformers",
+    "mlflow": "mlflow",
+}
 
 
 def require(module: str) -> ModuleType:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 CALLBACK_GROUP = "looptrack.callbacks"
 SINK_GROUP = "looptrack.sinks"
-KINDS = {CALLBACK_GROUP: "callback", SINK_GROUP: "sink"}
+ADAPTER_GROUP = "looptrack.adapters"
+KINDS = {CALLBACK_GROUP: "callback", SINK_GROUP: "sink", ADAPTER_GROUP: "loop adapter"}
 
 _BUILTINS: dict[str, dict[str, str]] = {
     CALLBACK_GROUP: {
@@ -45,8 +46,13 @@ _BUILTINS: dict[str, dict[str, str]] = {
         "csv": "trackers.writers.sinks.csv:CsvSink",
         "mlflow": "trackers.writers.sinks.mlflow:MlflowSink",
     },
+    ADAPTER_GROUP: {  # modules with DESCRIPTION, recognizes(loop) and attach(tracker, loop, **options)
+        "lightning": "trackers.adapters.lightning",
+        "ignite": "trackers.adapters.ignite",
+        "transformers": "trackers.adapters.transformers",
+    },
 }
-_registered: dict[str, dict[str, type]] = {CALLBACK_GROUP: {}, SINK_GROUP: {}}
+_registered: dict[str, dict[str, Any]] = {CALLBACK_GROUP: {}, SINK_GROUP: {}, ADAPTER_GROUP: {}}
 
 
 class UnknownName(LookupError):
@@ -83,6 +89,17 @@ def _sources(group: str) -> dict[str, Any]:
     return found
 
 
+def register_adapter(name: str, adapter: Any) -> None:
+    """Make ``adapter`` (an object or module with ``DESCRIPTION``, ``recognizes(loop)`` and
+    ``attach(tracker, loop, **options)``) one that ``Tracker.attach`` tries."""
+    if not all(hasattr(adapter, attribute) for attribute in ("DESCRIPTION", "recognizes", "attach")):
+        raise TypeError(
+            f"register_adapter {name!r}: an adapter needs DESCRIPTION, recognizes(loop) and "
+            f"attach(tracker, loop, **options); got {adapter!r}"
+        )
+    _registered[ADAPTER_GROUP][name] = adapter
+
+
 def _importable(target: str) -> bool:
     return importlib.util.find_spec(target.split(":")[0]) is not None
 
@@ -92,19 +109,19 @@ def known_names(group: str) -> list[str]:
     return sorted(_sources(group))
 
 
-def lookup(group: str, name: str) -> type | None:
-    """The class registered as ``name`` in ``group``, imported now; None when unknown."""
+def lookup(group: str, name: str) -> Any:
+    """The class (for adapters, the module) registered as ``name`` in ``group``, imported now; None when unknown."""
     source = _sources(group).get(name)
     if source is None:
         return None
-    if isinstance(source, type):
-        return source
     if isinstance(source, str):
-        return import_object(source)
-    return source.load()  # an entry point
+        return import_object(source) if ":" in source else importlib.import_module(source)
+    if isinstance(source, EntryPoint):
+        return source.load()
+    return source  # registered at run time
 
 
-def get(group: str, name: str) -> type:
+def get(group: str, name: str) -> Any:
     """The class registered as ``name``; :class:`UnknownName` saying what was meant and what is known otherwise."""
     cls = lookup(group, name)
     if cls is None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from trackers.adapters import loop_class
 from trackers.adapters.epochs import LateEpochEnd
-from trackers.optional import require
 from trackers.adapters.metrics import find_loss
 from trackers.core.steps import split_arguments, split_result
+from trackers.optional import require
 
 LOSS_METRIC_NAMES = ("loss", "val_loss", "nll", "cross_entropy", "ce", "bce")
 
@@ -53,8 +54,26 @@ def loss_metric_name(evaluator: Any, given: str | None) -> str | None:
     return None
 
 
-def attach_ignite(tracker: Any, engine: Any, evaluator: Any = None,
-                  output_transform: Callable[[Any], Any] | None = None, val_loss_key: str | None = None) -> None:
+DESCRIPTION = "an ignite Engine (ignite.engine.Engine; evaluator=... for validation)"
+
+
+def recognizes(loop: Any) -> bool:
+    """Whether ``loop`` is an ignite Engine."""
+    return loop_class(loop, "ignite.engine", "Engine")
+
+
+def attach(tracker: Any, loop: Any, **options: Any) -> None:
+    """``tracker.attach(engine, evaluator=...)`` for an ignite Engine: see :func:`attach_ignite`."""
+    attach_ignite(tracker, loop, **options)
+
+
+def attach_ignite(
+    tracker: Any,
+    engine: Any,
+    evaluator: Any = None,
+    output_transform: Callable[[Any], Any] | None = None,
+    val_loss_key: str | None = None,
+) -> None:
     """Register handlers on ``engine`` (training) and optionally ``evaluator`` (validation batches).
 
     Points land on ``engine.state.iteration``, as ignite's own loggers put
@@ -137,8 +156,9 @@ def attach_ignite(tracker: Any, engine: Any, evaluator: Any = None,
             pending["validation_batch"] = None
 
     def validation_completed(e: Any) -> None:
-        tracker.validation_end(loss=find_loss(e.state.metrics, loss_metric_name(evaluator, val_loss_key),
-                                              LOSS_METRIC_NAMES))
+        tracker.validation_end(
+            loss=find_loss(e.state.metrics, loss_metric_name(evaluator, val_loss_key), LOSS_METRIC_NAMES)
+        )
 
     evaluator.add_event_handler(events.STARTED, validation_started)
     evaluator.add_event_handler(events.ITERATION_STARTED, validation_iteration_started)

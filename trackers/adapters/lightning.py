@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from trackers.optional import require
+from trackers.adapters import loop_class
 from trackers.adapters.metrics import find_loss
 from trackers.core.steps import split_arguments, split_result
+from trackers.optional import require
 
 LOGGED_LOSS_NAMES = {
     "validation": ("val_loss", "val/loss", "valid_loss", "validation_loss", "val_loss_epoch", "loss/val"),
@@ -34,8 +35,12 @@ def logged_loss(trainer: Any, stage: str, key: str | None = None) -> Any:
     ``loss``.
     """
     prefixes = _PREFIXES.get(stage, (stage,))
-    return find_loss(trainer.callback_metrics, key, LOGGED_LOSS_NAMES.get(stage, ()),
-                     lambda name: "loss" in name.lower() and name.lower().startswith(prefixes))
+    return find_loss(
+        trainer.callback_metrics,
+        key,
+        LOGGED_LOSS_NAMES.get(stage, ()),
+        lambda name: "loss" in name.lower() and name.lower().startswith(prefixes),
+    )
 
 
 def _axis_step(trainer: Any) -> int:
@@ -44,8 +49,24 @@ def _axis_step(trainer: Any) -> int:
     return int(getattr(loop, "_batches_that_stepped", trainer.global_step))
 
 
-def attach_lightning(tracker: Any, trainer: Any, package: str = "lightning.pytorch",
-                     val_loss_key: str | None = None) -> None:
+DESCRIPTION = "a Lightning Trainer (lightning.pytorch.Trainer or pytorch_lightning.Trainer)"
+PACKAGES = ("lightning.pytorch", "pytorch_lightning")
+
+
+def recognizes(loop: Any) -> bool:
+    """Whether ``loop`` is a Lightning Trainer (either package)."""
+    return any(loop_class(loop, package, "Trainer") for package in PACKAGES)
+
+
+def attach(tracker: Any, loop: Any, **options: Any) -> None:
+    """``tracker.attach(trainer)`` for a Lightning Trainer: see :func:`attach_lightning`."""
+    package = next(p for p in PACKAGES if loop_class(loop, p, "Trainer"))
+    attach_lightning(tracker, loop, package, **options)
+
+
+def attach_lightning(
+    tracker: Any, trainer: Any, package: str = "lightning.pytorch", val_loss_key: str | None = None
+) -> None:
     """Add a callback to ``trainer`` that turns its hooks into the Tracker's events.
 
     Points land on Lightning's own logged step (its loggers' x axis); one
@@ -64,7 +85,9 @@ def attach_lightning(tracker: Any, trainer: Any, package: str = "lightning.pytor
     tracker.state.loop = "lightning"
     tracker.step_on = "optimizer"  # the callback says when Lightning stepped
 
-    class LooptrackCallback(pl.Callback):
+    base: Any = pl.Callback
+
+    class LooptrackCallback(base):
         def __init__(self) -> None:
             self.batch = None
             self.eval_batch = None
@@ -88,8 +111,13 @@ def attach_lightning(tracker: Any, trainer: Any, package: str = "lightning.pytor
             loss, logits, targets = step_outputs(outputs)
             if loss is not None and pl_module.automatic_optimization and trainer.accumulate_grad_batches > 1:
                 loss = loss * trainer.accumulate_grad_batches  # undo Lightning's normalisation for backward
-            tracker.batch_end(self.batch, loss=loss, outputs=logits, targets=targets,
-                              optimizer_step=trainer.global_step > self.steps_before)
+            tracker.batch_end(
+                self.batch,
+                loss=loss,
+                outputs=logits,
+                targets=targets,
+                optimizer_step=trainer.global_step > self.steps_before,
+            )
             self.batch = None
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
@@ -125,12 +153,14 @@ def attach_lightning(tracker: Any, trainer: Any, package: str = "lightning.pytor
         def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
             self._start(trainer, "validation")
 
-        def on_validation_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
-                                      dataloader_idx: int = 0) -> None:
+        def on_validation_batch_start(
+            self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        ) -> None:
             self._batch_start(trainer, batch)
 
-        def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
-                                    dataloader_idx: int = 0) -> None:
+        def on_validation_batch_end(
+            self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        ) -> None:
             self._batch_end(outputs)
 
         def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
@@ -139,12 +169,14 @@ def attach_lightning(tracker: Any, trainer: Any, package: str = "lightning.pytor
         def on_test_start(self, trainer: Any, pl_module: Any) -> None:
             self._start(trainer, "test")
 
-        def on_test_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
-                                dataloader_idx: int = 0) -> None:
+        def on_test_batch_start(
+            self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        ) -> None:
             self._batch_start(trainer, batch)
 
-        def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
-                              dataloader_idx: int = 0) -> None:
+        def on_test_batch_end(
+            self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        ) -> None:
             self._batch_end(outputs)
 
         def on_test_end(self, trainer: Any, pl_module: Any) -> None:
@@ -153,12 +185,14 @@ def attach_lightning(tracker: Any, trainer: Any, package: str = "lightning.pytor
         def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
             self._start(trainer, "predict")
 
-        def on_predict_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
-                                   dataloader_idx: int = 0) -> None:
+        def on_predict_batch_start(
+            self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        ) -> None:
             self._batch_start(trainer, batch)
 
-        def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
-                                 dataloader_idx: int = 0) -> None:
+        def on_predict_batch_end(
+            self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        ) -> None:
             self._batch_end({"outputs": outputs} if outputs is not None else None)
 
         def on_predict_end(self, trainer: Any, pl_module: Any) -> None:

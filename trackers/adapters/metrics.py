@@ -6,8 +6,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 
-def find_loss(metrics: Mapping[str, Any] | None, key: str | None = None, names: Iterable[str] = (),
-              fallback: Callable[[str], bool] | None = None) -> Any:
+def find_loss(
+    metrics: Mapping[str, Any] | None,
+    key: str | None = None,
+    names: Iterable[str] = (),
+    fallback: Callable[[str], bool] | None = None,
+) -> Any:
     """``metrics[key]`` when the user named it; else the first of ``names`` present; else the one metric
     ``fallback`` accepts (None when there is none, or several: guessing between them could log the wrong one).
 

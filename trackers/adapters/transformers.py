@@ -6,9 +6,10 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from trackers.adapters import loop_class
 from trackers.adapters.epochs import LateEpochEnd
-from trackers.optional import require
 from trackers.adapters.metrics import find_loss
+from trackers.optional import require
 
 INPUT_KEYS = ("input_ids", "pixel_values", "input_values", "inputs_embeds")
 
@@ -27,6 +28,19 @@ def _logits(output: Any) -> Any:
 def metrics_loss(metrics: Mapping[str, Any] | None, prefix: str, key: str | None = None) -> Any:
     """The pass's loss in the metrics the Trainer reports: ``key``, else ``<prefix>_loss``, else the one ``*_loss``."""
     return find_loss(metrics, key, (f"{prefix}_loss",), lambda name: name.endswith("_loss"))
+
+
+DESCRIPTION = "a transformers Trainer (transformers.Trainer)"
+
+
+def recognizes(loop: Any) -> bool:
+    """Whether ``loop`` is a transformers Trainer."""
+    return loop_class(loop, "transformers", "Trainer")
+
+
+def attach(tracker: Any, loop: Any, **options: Any) -> None:
+    """``tracker.attach(trainer)`` for a transformers Trainer: see :func:`attach_transformers`."""
+    attach_transformers(tracker, loop, **options)
 
 
 def attach_transformers(tracker: Any, trainer: Any, val_loss_key: str | None = None) -> None:
@@ -69,8 +83,13 @@ def attach_transformers(tracker: Any, trainer: Any, val_loss_key: str | None = N
         batch = tracker.batch_start(features, labels, step=trainer.state.global_step + 1)
         loss = original_training_step(model, inputs, *args, **kwargs)
         accumulated = getattr(trainer, "current_gradient_accumulation_steps", 1) or 1
-        tracker.batch_end(batch, loss=loss * accumulated if accumulated != 1 else loss, outputs=captured_logits(),
-                          targets=labels, optimizer_step=False)
+        tracker.batch_end(
+            batch,
+            loss=loss * accumulated if accumulated != 1 else loss,
+            outputs=captured_logits(),
+            targets=labels,
+            optimizer_step=False,
+        )
         return loss
 
     @functools.wraps(original_prediction_step)
@@ -79,8 +98,12 @@ def attach_transformers(tracker: Any, trainer: Any, val_loss_key: str | None = N
         batch = tracker.batch_start(features, labels, validation=True)
         result = original_prediction_step(model, inputs, *args, **kwargs)
         loss, logits, label_ids = result
-        tracker.batch_end(batch, loss=loss, outputs=logits if logits is not None else captured_logits(),
-                          targets=label_ids if label_ids is not None else labels)
+        tracker.batch_end(
+            batch,
+            loss=loss,
+            outputs=logits if logits is not None else captured_logits(),
+            targets=label_ids if label_ids is not None else labels,
+        )
         return result
 
     @functools.wraps(original_predict)
@@ -92,7 +115,9 @@ def attach_transformers(tracker: Any, trainer: Any, val_loss_key: str | None = N
     trainer.prediction_step = prediction_step
     trainer.predict = predict
 
-    class LooptrackCallback(transformers.TrainerCallback):
+    base: Any = transformers.TrainerCallback
+
+    class LooptrackCallback(base):
         def __init__(self) -> None:
             self.late_epoch_end = LateEpochEnd(tracker)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from trackers.core.schedule import Every, Schedule
+from trackers.core.schedule import Schedule
 
 if TYPE_CHECKING:
     from trackers.core.state import BatchRecord, RunState

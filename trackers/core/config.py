@@ -115,25 +115,30 @@ def _matches(value: Any, annotation: Any) -> bool:
 
 def check_arguments(cls: type, arguments: Mapping[str, Any], where: str) -> None:
     """Raise ConfigError if ``arguments`` don't fit ``cls``'s constructor (unknown, missing or mistyped keys)."""
-    signature = inspect.signature(cls.__init__)
+    constructor: Any = cls
+    init = constructor.__init__
+    signature = inspect.signature(init)
     try:
-        hints = typing.get_type_hints(cls.__init__)
+        hints = typing.get_type_hints(init)
     except Exception:  # unresolvable annotations: check names only
         hints = {}
-    parameters = {n: p for n, p in signature.parameters.items()
-                  if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    parameters = {
+        n: p for n, p in signature.parameters.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
     takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
     for key, value in arguments.items():
         if key not in parameters:
             if takes_any:
                 continue
             accepted = ", ".join(parameters) or "no arguments"
-            raise ConfigError(f"{where}: unknown key {key!r}{_did_you_mean(key, list(parameters))} "
-                              f"({cls.__name__} takes {accepted})")
+            raise ConfigError(
+                f"{where}: unknown key {key!r}{_did_you_mean(key, list(parameters))} ({cls.__name__} takes {accepted})"
+            )
         annotation = hints.get(key, parameters[key].annotation)
         if not _matches(value, annotation):
-            raise ConfigError(f"{where}: {key!r} must be {_describe(annotation)}, got {value!r} "
-                              f"({type(value).__name__})")
+            raise ConfigError(
+                f"{where}: {key!r} must be {_describe(annotation)}, got {value!r} ({type(value).__name__})"
+            )
     for name, parameter in parameters.items():
         if parameter.default is inspect.Parameter.empty and name not in arguments and name not in ("model",):
             annotation = hints.get(name, parameter.annotation)
@@ -158,32 +163,35 @@ def _resolve(group: str, name: Any, where: str, allow_imports: bool) -> type:
         except (ImportError, AttributeError) as error:
             raise ConfigError(f"{where}: can't import {name!r}: {error}") from error
     known = registry.known_names(group)
-    raise ConfigError(f"{where}: unknown {kind} {name!r}{_did_you_mean(name, known)} "
-                      f"(known: {', '.join(known)})")
+    raise ConfigError(f"{where}: unknown {kind} {name!r}{_did_you_mean(name, known)} (known: {', '.join(known)})")
 
 
 def _entries(callbacks: Any) -> list[tuple[str, dict[str, Any]]]:
     if callbacks is None:
         return []
     if not isinstance(callbacks, list):
-        raise ConfigError(f"'callbacks' must be a list of entries like '- loss: {{every_n_steps: 50}}', got "
-                          f"{type(callbacks).__name__}")
-    entries = []
+        raise ConfigError(
+            f"'callbacks' must be a list of entries like '- loss: {{every_n_steps: 50}}', got "
+            f"{type(callbacks).__name__}"
+        )
+    entries: list[tuple[str, dict[str, Any]]] = []
     for index, entry in enumerate(callbacks):
         where = f"callbacks[{index}]"
         if isinstance(entry, str):
             entries.append((entry, {}))
         elif isinstance(entry, Mapping) and len(entry) == 1:
-            (name, arguments), = entry.items()
+            ((name, arguments),) = entry.items()
             if arguments is None:
                 arguments = {}
             if not isinstance(arguments, Mapping):
-                raise ConfigError(f"{where} ({name}): arguments must be a mapping like {{every_n_steps: 50}}, "
-                                  f"got {arguments!r}")
+                raise ConfigError(
+                    f"{where} ({name}): arguments must be a mapping like {{every_n_steps: 50}}, got {arguments!r}"
+                )
             entries.append((name, dict(arguments)))
         else:
-            raise ConfigError(f"{where}: each entry is a name or a one-key mapping {{name: {{arguments}}}}, "
-                              f"got {entry!r}")
+            raise ConfigError(
+                f"{where}: each entry is a name or a one-key mapping {{name: {{arguments}}}}, got {entry!r}"
+            )
     return entries
 
 
@@ -194,8 +202,10 @@ def build(config: Mapping[str, Any], *, allow_imports: bool = False) -> tuple[li
     """
     unknown = [key for key in config if key not in TOP_LEVEL_KEYS]
     if unknown:
-        raise ConfigError(f"unknown top-level key {unknown[0]!r}{_did_you_mean(unknown[0], TOP_LEVEL_KEYS)} "
-                          f"(known: {', '.join(TOP_LEVEL_KEYS)})")
+        raise ConfigError(
+            f"unknown top-level key {unknown[0]!r}{_did_you_mean(unknown[0], TOP_LEVEL_KEYS)} "
+            f"(known: {', '.join(TOP_LEVEL_KEYS)})"
+        )
     strict = config.get("strict", False)
     if not isinstance(strict, bool):
         raise ConfigError(f"'strict' must be true or false, got {strict!r}")
@@ -211,8 +221,9 @@ def build(config: Mapping[str, Any], *, allow_imports: bool = False) -> tuple[li
         if isinstance(writer_config, str):
             writer_config = {"backend": writer_config}
         if not isinstance(writer_config, Mapping):
-            raise ConfigError(f"'writer' must be a mapping like {{backend: tensorboard, log_dir: runs/x}}, "
-                              f"got {writer_config!r}")
+            raise ConfigError(
+                f"'writer' must be a mapping like {{backend: tensorboard, log_dir: runs/x}}, got {writer_config!r}"
+            )
         writer_arguments = dict(writer_config)
         backend = writer_arguments.pop("backend", "tensorboard")
         front_options = {key: writer_arguments.pop(key) for key in FRONT_OPTIONS if key in writer_arguments}

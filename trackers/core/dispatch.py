@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from trackers.core.callback import EVENTS, STEP_EVENTS, Callback
-from trackers.errors import CallbackError, OnceReporter
 from trackers.core.state import RunState
+from trackers.errors import CallbackError, OnceReporter
 
 
 def overrides(callback: Callback, event: str) -> bool:
@@ -40,8 +40,11 @@ class CallbackList:
         self.failures: dict[tuple[str, str], int] = {}
         self._reporter = OnceReporter()
         self._by_event: dict[str, Sequence[tuple[Callback, bool]]] = {
-            event: tuple((cb, event in STEP_EVENTS and not _every_step(cb, event))
-                         for cb in self.callbacks if overrides(cb, event))
+            event: tuple(
+                (cb, event in STEP_EVENTS and not _every_step(cb, event))
+                for cb in self.callbacks
+                if overrides(cb, event)
+            )
             for event in EVENTS
         }
 
@@ -67,6 +70,7 @@ class CallbackList:
         key = (callback.name, event)
         self.failures[key] = self.failures.get(key, 0) + 1
         self._reporter.warn(
-            key, f"{wrapped}. The run goes on; later failures of this hook are counted (strict=True raises)",
+            key,
+            f"{wrapped}. The run goes on; later failures of this hook are counted (strict=True raises)",
             stacklevel=4,
         )

@@ -29,8 +29,12 @@ class OptimizerWatch:
     before each of its steps.
     """
 
-    def __init__(self, model: torch.nn.Module | None, before_step: Callable[[Any], None] | None = None,
-                 first_seen: Callable[[Any], None] | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module | None,
+        before_step: Callable[[Any], None] | None = None,
+        first_seen: Callable[[Any], None] | None = None,
+    ) -> None:
         self._model_ref = weakref.ref(model) if model is not None else None
         self._before_step = before_step
         self._first_seen = first_seen

@@ -86,8 +86,9 @@ def _loss_in(result: Mapping[str, Any]) -> Any:
     """``result["loss"]``, else the only scalar whose key names a loss (``"batch loss"``, ``"train_loss"``)."""
     if "loss" in result:
         return result["loss"]
-    named = [value for key, value in result.items()
-             if isinstance(key, str) and "loss" in key.lower() and is_scalar(value)]
+    named = [
+        value for key, value in result.items() if isinstance(key, str) and "loss" in key.lower() and is_scalar(value)
+    ]
     return named[0] if len(named) == 1 else None
 
 
@@ -112,8 +113,9 @@ def select_outputs(raw: Any, selector: OutputSelector = None) -> tuple[Any, str 
 
     >>> select_outputs({"loss": torch.tensor(1.0), "logits": torch.zeros(2, 3)})[0].shape
     torch.Size([2, 3])
-    >>> select_outputs({"hidden": "x"})[1]
-    "the forward returned a dict with keys ['hidden'] and none holds a tensor of scores; name it with Tracker(..., outputs='<key>')"
+    >>> print(select_outputs({"hidden": "x"})[1])  # doctest: +NORMALIZE_WHITESPACE
+    the forward returned a dict with keys ['hidden'] and none holds a tensor of scores;
+    name it with Tracker(..., outputs='<key>')
     """
     if raw is None:
         return None, None
@@ -128,8 +130,10 @@ def select_outputs(raw: Any, selector: OutputSelector = None) -> tuple[Any, str 
             else:
                 chosen = getattr(raw, selector)
         except (KeyError, IndexError, AttributeError, TypeError) as error:
-            return None, (f"Tracker(outputs={selector!r}) finds nothing in the forward's {_describe(raw)} "
-                          f"({type(error).__name__}: {error})")
+            return None, (
+                f"Tracker(outputs={selector!r}) finds nothing in the forward's {_describe(raw)} "
+                f"({type(error).__name__}: {error})"
+            )
         if not isinstance(chosen, torch.Tensor):
             return None, f"Tracker(outputs={selector!r}) selects a {type(chosen).__name__}, not a tensor"
         return chosen, None
@@ -145,8 +149,10 @@ def select_outputs(raw: Any, selector: OutputSelector = None) -> tuple[Any, str 
     else:
         chosen = None
     if chosen is None:
-        return None, (f"the forward returned {_describe(raw)} and none holds a tensor of scores; "
-                      "name it with Tracker(..., outputs='<key>')")
+        return None, (
+            f"the forward returned {_describe(raw)} and none holds a tensor of scores; "
+            "name it with Tracker(..., outputs='<key>')"
+        )
     return chosen, None
 
 

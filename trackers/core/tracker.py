@@ -47,8 +47,11 @@ class _MicroBatchLosses:
         losses, self.losses = self.losses, []
         if len(losses) <= 1:
             return (losses[0] if losses else None), 1
-        usable = [loss.detach().reshape(()) if isinstance(loss, torch.Tensor) else float(loss)
-                  for loss in losses if is_scalar(loss)]  # LossLogger reports a step with no usable loss
+        usable = [
+            loss.detach().reshape(()) if isinstance(loss, torch.Tensor) else float(loss)
+            for loss in losses
+            if is_scalar(loss)
+        ]  # LossLogger reports a step with no usable loss
         return (sum(usable) / len(usable) if usable else losses[0]), len(losses)
 
 
@@ -59,6 +62,19 @@ def _checked_loss_fn(loss_fn: Any, owner: str) -> Callable[[Any, Any], Any] | No
 
 
 DEFAULT_CALLBACKS = ("loss", "graph")
+
+
+def adapter_for(loop: Any) -> Any:
+    """The registered loop adapter that recognises ``loop`` (the core never imports the adapters itself)."""
+    adapters = [registry.get(registry.ADAPTER_GROUP, name) for name in registry.known_names(registry.ADAPTER_GROUP)]
+    for adapter in adapters:
+        if adapter.recognizes(loop):
+            return adapter
+    raise TypeError(
+        f"Tracker.attach: don't know how to follow a {type(loop).__module__}.{type(loop).__name__}. "
+        f"It takes {'; '.join(adapter.DESCRIPTION for adapter in adapters)}. For a plain loop, decorate "
+        "your step with @tracker.train_step instead"
+    )
 
 
 def default_callbacks() -> list[Callback]:
@@ -91,8 +107,9 @@ class Tracker:
     dir (a string with a ``/`` in it, or ``"<sink>:<dir>"``), a sink name
     (``"tensorboard"``, ``"memory"``, ``"jsonl"``, ...), a
     :class:`~trackers.writers.Sink`, a :class:`~trackers.writers.Writer` or
-    a list of these; ``None`` means TensorBoard in ``runs/<datetime>_<host>``. With ``strict=True`` a failing callback or
-    writer raises instead of being reported and skipped. ``resume_step=T``
+    a list of these; ``None`` means TensorBoard in ``runs/<datetime>_<host>``.
+    With ``strict=True`` a failing callback or writer raises instead of
+    being reported and skipped. ``resume_step=T``
     continues a run in the same log dir at step T, removing the old events
     at and after T so curves don't double back. In a distributed
     job only rank zero writes; the other ranks run the same callbacks (so
@@ -124,12 +141,15 @@ class Tracker:
         outputs: OutputSelector = None,
         loss_fn: Callable[[Any, Any], Any] | None = None,
     ) -> None:
-        if resume_step is not None and (isinstance(resume_step, bool) or not isinstance(resume_step, int)
-                                        or resume_step < 0):
+        if resume_step is not None and (
+            isinstance(resume_step, bool) or not isinstance(resume_step, int) or resume_step < 0
+        ):
             raise ValueError(f"Tracker: resume_step must be a non-negative integer, got {resume_step!r}")
         if resume_step is not None and isinstance(writer, (Writer, Sink)):
-            raise ValueError("Tracker(resume_step=...) needs writer= as a log dir or sink name; for a sink "
-                             "you built, pass purge_step to it (TensorBoardSink(log_dir, purge_step=T))")
+            raise ValueError(
+                "Tracker(resume_step=...) needs writer= as a log dir or sink name; for a sink "
+                "you built, pass purge_step to it (TensorBoardSink(log_dir, purge_step=T))"
+            )
         if step_on not in STEP_ON:
             raise ValueError(f"Tracker: step_on must be one of {STEP_ON}, got {step_on!r}")
         self.loss_fn = _checked_loss_fn(loss_fn, "Tracker")
@@ -167,13 +187,19 @@ class Tracker:
         self._calls_without_optimizer_step = 0
         self._steps_at_last_call: int | None = None
         wants_gradients = self.callbacks.wants("on_before_optimizer_step")
-        self._optimizer_watch = OptimizerWatch(model, self._before_optimizer_step if wants_gradients else None,
-                                               first_seen=self.add_optimizer)
+        self._optimizer_watch = OptimizerWatch(
+            model, self._before_optimizer_step if wants_gradients else None, first_seen=self.add_optimizer
+        )
         lifecycle.register_tracker(self)
 
     @classmethod
-    def from_config(cls, source: str | os.PathLike[str] | Mapping[str, Any], model: torch.nn.Module | None = None,
-                    *, allow_imports: bool = False) -> Tracker:
+    def from_config(
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any],
+        model: torch.nn.Module | None = None,
+        *,
+        allow_imports: bool = False,
+    ) -> Tracker:
         """A tracker whose callbacks and writer are selected in a YAML/TOML file or a dict.
 
         >>> tracker = Tracker.from_config("examples/tracking.yaml", net)          # doctest: +SKIP
@@ -222,17 +248,17 @@ class Tracker:
     def __enter__(self) -> Tracker:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if exc is None:
             self.close()
-            return False
+            return
         try:  # the loop's own exception goes on unchanged, whatever ending the run does
             self.fail(exc)
             self.close()
         except Exception as error:
-            self._reporter.warn("exit-error", f"ending the run after {type(exc).__name__} failed too: "
-                                f"{type(error).__name__}: {error}")
-        return False
+            self._reporter.warn(
+                "exit-error", f"ending the run after {type(exc).__name__} failed too: {type(error).__name__}: {error}"
+            )
 
     def fail(self, exception: BaseException) -> None:
         """Report that the training loop raised (``on_exception``), once."""
@@ -306,18 +332,17 @@ class Tracker:
         ``output_transform=``. A tracker follows one loop: attaching it twice
         raises.
         """
-        from trackers.adapters import attach
-
         if self._attached_to is not None:
             raise ValueError(
                 f"Tracker.attach: this tracker already follows a {type(self._attached_to).__name__}; attaching it "
                 "again would count every step twice. Attach it once (ignite: attach(trainer, evaluator=evaluator)), "
                 "or make a second Tracker for a second loop"
             )
+        adapter = adapter_for(loop)
         loss_fn = _checked_loss_fn(options.pop("loss_fn", None), "Tracker.attach")
         if loss_fn is not None:
             self.loss_fn = loss_fn
-        attach(self, loop, **options)
+        adapter.attach(self, loop, **options)
         self._attached_to = loop
         return self
 
@@ -399,8 +424,9 @@ class Tracker:
             state.stage = "train"
             state.pass_loss = None
 
-    def batch_start(self, inputs: Any = None, targets: Any = None, *, validation: bool = False,
-                    step: int | None = None) -> BatchRecord:
+    def batch_start(
+        self, inputs: Any = None, targets: Any = None, *, validation: bool = False, step: int | None = None
+    ) -> BatchRecord:
         """A batch starts: counts it, fires the batch-start event and returns its record.
 
         A training batch opens a step (``state.step`` becomes ``step`` when
@@ -409,8 +435,11 @@ class Tracker:
         outside a pass open a validation pass.
         """
         if self._closed:
-            self._reporter.warn("event-after-close", "a batch arrived after the run was closed (tracker.close() or "
-                                "the end of its `with` block); it is not tracked")
+            self._reporter.warn(
+                "event-after-close",
+                "a batch arrived after the run was closed (tracker.close() or "
+                "the end of its `with` block); it is not tracked",
+            )
             return BatchRecord(inputs, targets, stage="closed")
         state = self.state
         if validation:
@@ -443,8 +472,16 @@ class Tracker:
             self.callbacks.call(event, state, batch)
         return batch
 
-    def batch_end(self, batch: BatchRecord, *, loss: Any = None, outputs: Any = None, targets: Any = None,
-                  step: int | None = None, optimizer_step: bool | None = None) -> None:
+    def batch_end(
+        self,
+        batch: BatchRecord,
+        *,
+        loss: Any = None,
+        outputs: Any = None,
+        targets: Any = None,
+        step: int | None = None,
+        optimizer_step: bool | None = None,
+    ) -> None:
         """The batch ends: fills in loss, outputs (from the forward hook if not given) and targets, fires the event.
 
         A training batch ends its step when ``optimizer_step`` says so (the
@@ -494,26 +531,38 @@ class Tracker:
             batch.raw_outputs = raw
             batch.outputs, problem = select_outputs(raw, self.outputs)
             if problem:
-                self._reporter.warn(("outputs", problem), f"{problem}. Callbacks that need the model's scores "
-                                    "(PRCurves, PredictionFigure) skip such batches")
-        if batch.loss is None and self.loss_fn is not None and isinstance(batch.outputs, torch.Tensor) \
-                and isinstance(batch.targets, torch.Tensor):
+                self._reporter.warn(
+                    ("outputs", problem),
+                    f"{problem}. Callbacks that need the model's scores (PRCurves, PredictionFigure) skip such batches",
+                )
+        if (
+            batch.loss is None
+            and self.loss_fn is not None
+            and isinstance(batch.outputs, torch.Tensor)
+            and isinstance(batch.targets, torch.Tensor)
+        ):
             try:
                 with torch.no_grad():
                     batch.loss = self.loss_fn(batch.outputs, batch.targets)
             except Exception as error:
                 if self.strict:
                     raise
-                self._reporter.warn("loss_fn", f"loss_fn failed on a {batch.stage} batch: {type(error).__name__}: "
-                                    f"{error}; such batches have no loss")
+                self._reporter.warn(
+                    "loss_fn",
+                    f"loss_fn failed on a {batch.stage} batch: {type(error).__name__}: "
+                    f"{error}; such batches have no loss",
+                )
 
     def _optimizer_stepped_in_call(self) -> bool:
         """Whether the training batch that just ended ends its step, for loops that don't say."""
         if self.step_on == "call":
             return True
         stepped = self._optimizer_watch.steps > self._step_opened_at
-        if not stepped and self._optimizer_watch.steps == 0 and \
-                self._micro_losses.batches >= _MAX_PENDING_WITHOUT_OPTIMIZER:
+        if (
+            not stepped
+            and self._optimizer_watch.steps == 0
+            and self._micro_losses.batches >= _MAX_PENDING_WITHOUT_OPTIMIZER
+        ):
             self._reporter.warn(
                 "no-optimizer",
                 f"step_on='optimizer' but {self._micro_losses.batches} training batches passed without a step of a "
@@ -545,8 +594,11 @@ class Tracker:
 
     def _settle_step(self) -> None:
         """End the open step if the model's optimizer stepped since it opened (outside the decorated call)."""
-        if self._step_open and self._last_micro_batch is not None and \
-                self._optimizer_watch.steps > self._step_opened_at:
+        if (
+            self._step_open
+            and self._last_micro_batch is not None
+            and self._optimizer_watch.steps > self._step_opened_at
+        ):
             self._end_step()
 
     def _end_step(self) -> None:
@@ -579,15 +631,21 @@ class Tracker:
         self.state.validation_batch_idx = -1
         self.callbacks.call(f"on_{PASS_EVENTS[stage]}_start", self.state)
 
-    def _run_step(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
-                  validation: bool) -> Any:
+    def _run_step(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, validation: bool
+    ) -> Any:
         if self._closed:
-            self._reporter.warn("step-after-close", f"{fn.__name__} called after the tracker was closed; "
-                                "the step runs but is not tracked")
+            self._reporter.warn(
+                "step-after-close",
+                f"{fn.__name__} called after the tracker was closed; the step runs but is not tracked",
+            )
             return fn(*args, **kwargs)
         if self._step_depth:
-            self._reporter.warn(("nested", fn.__name__), f"{fn.__name__} (a tracked step) was called inside another "
-                                "tracked step; only the outer call is counted. Decorate only the outermost step")
+            self._reporter.warn(
+                ("nested", fn.__name__),
+                f"{fn.__name__} (a tracked step) was called inside another "
+                "tracked step; only the outer call is counted. Decorate only the outermost step",
+            )
             return fn(*args, **kwargs)
         batch = self.batch_start(*split_arguments(args, kwargs), validation=validation)
         self._step_depth += 1
@@ -607,4 +665,5 @@ class Tracker:
 
     def __repr__(self) -> str:
         names = ", ".join(cb.name for cb in self.callbacks.callbacks)
-        return f"Tracker(model={type(self.model).__name__ if self.model is not None else None}, callbacks=[{names}], writer={self.writer.describe()})"
+        model = type(self.model).__name__ if self.model is not None else None
+        return f"Tracker(model={model}, callbacks=[{names}], writer={self.writer.describe()})"

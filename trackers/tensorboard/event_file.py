@@ -26,7 +26,7 @@ from typing import Any
 try:
     from google_crc32c import value as _crc32c
 except ImportError:  # the pure-Python fallback TensorBoard itself uses: correct, slower
-    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import crc32c as _crc32c
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import crc32c as _crc32c  # type: ignore[no-redef]
 
 _MASK_DELTA = 0xA282EAD8
 _uids = itertools.count()
@@ -57,8 +57,10 @@ class EventFile:
         self._log_dir = str(log_dir)
         os.makedirs(self._log_dir, exist_ok=True)
         while True:  # exclusive create: never append to another writer's file of the same second
-            name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}."
-                    f"lt{next(_uids)}{filename_suffix}")
+            name = (
+                f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}."
+                f"lt{next(_uids)}{filename_suffix}"
+            )
             try:
                 self._file = open(os.path.join(self._log_dir, name), "xb")
                 break

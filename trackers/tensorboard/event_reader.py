@@ -41,22 +41,24 @@ def read_records(data: bytes, report: FileReport) -> Iterator[bytes]:
         if end - offset < _HEADER:
             report.problems.append(Problem(offset, "truncated", f"{end - offset} bytes, less than a record header"))
             return
-        header = data[offset:offset + 8]
+        header = data[offset : offset + 8]
         (length,) = struct.unpack("<Q", header)
-        (length_crc,) = struct.unpack("<I", data[offset + 8:offset + 12])
+        (length_crc,) = struct.unpack("<I", data[offset + 8 : offset + 12])
         if masked_crc32c(header) != length_crc:
             start = offset
             offset = _next_record(data, offset + 1)
-            report.problems.append(Problem(start, "bad length crc",
-                                           f"{offset - start} bytes skipped to the next valid record"))
+            report.problems.append(
+                Problem(start, "bad length crc", f"{offset - start} bytes skipped to the next valid record")
+            )
             continue
         record_end = offset + _HEADER + length + _FOOTER
         if record_end > end:
-            report.problems.append(Problem(offset, "truncated", f"record of {length} bytes, only "
-                                           f"{end - offset - _HEADER} present"))
+            report.problems.append(
+                Problem(offset, "truncated", f"record of {length} bytes, only {end - offset - _HEADER} present")
+            )
             return
-        payload = data[offset + _HEADER:offset + _HEADER + length]
-        (data_crc,) = struct.unpack("<I", data[record_end - _FOOTER:record_end])
+        payload = data[offset + _HEADER : offset + _HEADER + length]
+        (data_crc,) = struct.unpack("<I", data[record_end - _FOOTER : record_end])
         if masked_crc32c(payload) != data_crc:
             report.problems.append(Problem(offset, "bad data crc", f"record of {length} bytes skipped"))
         else:
@@ -69,12 +71,13 @@ def _next_record(data: bytes, offset: int) -> int:
     """The offset of the next complete record with good CRCs, or the end of the data."""
     end = len(data)
     while offset + _HEADER + _FOOTER <= end:
-        header = data[offset:offset + 8]
+        header = data[offset : offset + 8]
         (length,) = struct.unpack("<Q", header)
-        if (offset + _HEADER + length + _FOOTER <= end
-                and struct.unpack("<I", data[offset + 8:offset + 12])[0] == masked_crc32c(header)):
-            payload = data[offset + _HEADER:offset + _HEADER + length]
-            footer = data[offset + _HEADER + length:offset + _HEADER + length + _FOOTER]
+        if offset + _HEADER + length + _FOOTER <= end and struct.unpack("<I", data[offset + 8 : offset + 12])[
+            0
+        ] == masked_crc32c(header):
+            payload = data[offset + _HEADER : offset + _HEADER + length]
+            footer = data[offset + _HEADER + length : offset + _HEADER + length + _FOOTER]
             if struct.unpack("<I", footer)[0] == masked_crc32c(payload):
                 return offset
         offset += 1

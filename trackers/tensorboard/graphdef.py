@@ -28,8 +28,15 @@ from tensorboard.compat.proto.node_def_pb2 import NodeDef
 from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 from tensorboard.compat.proto.versions_pb2 import VersionDef
 
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-               "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks_with_kwargs",
+)
 
 
 @contextlib.contextmanager
@@ -64,8 +71,9 @@ def _fake_propagate(graph_module: torch.fx.GraphModule, args: tuple[Any, ...]) -
     FakeTensorProp(graph_module, mode).propagate(*fake_args)
 
 
-def trace_module(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
-                 ) -> tuple[torch.fx.GraphModule, dict[str, str]]:
+def trace_module(
+    model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+) -> tuple[torch.fx.GraphModule, dict[str, str]]:
     """``(graph module with node.meta['val'], lifted)``: symbolic tracing first, ``torch.export`` if that fails.
 
     ``lifted`` maps the placeholders ``torch.export`` made of parameters and
@@ -84,8 +92,10 @@ def trace_module(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str
             try:
                 exported = torch.export.export(model, tuple(args), kwargs, strict=False)
             except Exception as export_error:
-                raise RuntimeError(f"symbolic tracing failed ({type(fx_error).__name__}: {fx_error}) and so did "
-                                   f"torch.export ({type(export_error).__name__}: {export_error})") from export_error
+                raise RuntimeError(
+                    f"symbolic tracing failed ({type(fx_error).__name__}: {fx_error}) and so did "
+                    f"torch.export ({type(export_error).__name__}: {export_error})"
+                ) from export_error
             signature = exported.graph_signature
             lifted = {**signature.inputs_to_parameters, **signature.inputs_to_buffers}
             return exported.graph_module, lifted
@@ -105,8 +115,7 @@ def _shape_attrs(value: Any) -> dict[str, AttrValue]:
         return {}
     shapes = [TensorShapeProto(dim=[TensorShapeProto.Dim(size=int(d)) for d in t.shape]) for t in tensors]
     dtypes = ", ".join(str(t.dtype).replace("torch.", "") for t in tensors)
-    return {"_output_shapes": AttrValue(list=AttrValue.ListValue(shape=shapes)),
-            "dtype": AttrValue(s=dtypes.encode())}
+    return {"_output_shapes": AttrValue(list=AttrValue.ListValue(shape=shapes)), "dtype": AttrValue(s=dtypes.encode())}
 
 
 def _scope(node: torch.fx.Node) -> str:
@@ -166,9 +175,14 @@ def to_graph_def(graph_module: torch.fx.GraphModule, lifted: dict[str, str] | No
         value = node.meta.get("val")
         if node.op == "output":
             value = [a.meta.get("val") if isinstance(a, torch.fx.Node) else a for a in _flat_nodes(node.args[0])]
-        nodes.append(NodeDef(name=name, op=_op_type(node, graph_module, lifted),
-                             input=[names[i] for i in node.all_input_nodes if i in names],
-                             attr=_shape_attrs(value)))
+        nodes.append(
+            NodeDef(
+                name=name,
+                op=_op_type(node, graph_module, lifted),
+                input=[names[i] for i in node.all_input_nodes if i in names],
+                attr=_shape_attrs(value),
+            )
+        )
     return GraphDef(node=nodes, versions=VersionDef(producer=22))
 
 

@@ -88,8 +88,10 @@ def _bucket_counts_cpu(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     counts = np.histogram(v, bins=TENSORFLOW_EDGES)[0]  # exactly SummaryWriter's own binning
     low, high = (float(v.min()), float(v.max())) if v.size else (math.inf, -math.inf)
     # np.square().sum(), not v.dot(v): dot goes to BLAS, whose own thread pool spins against torch's
-    stats = np.array([low, high, v.size, v.sum(dtype=np.float64), np.square(v, dtype=np.float64).sum(),
-                      values.numel() - v.size], dtype=np.float64)
+    stats = np.array(
+        [low, high, v.size, v.sum(dtype=np.float64), np.square(v, dtype=np.float64).sum(), values.numel() - v.size],
+        dtype=np.float64,
+    )
     return torch.from_numpy(counts.astype(np.int64)), torch.from_numpy(stats)
 
 
@@ -123,14 +125,16 @@ def _bucket_counts_closed_form(values: torch.Tensor) -> tuple[torch.Tensor, torc
     finite_v = torch.where(finite, v, 0).to(stats_dtype)
     num = finite.sum().to(stats_dtype)
     empty = v.numel() == 0
-    stats = torch.stack([
-        finite_v.new_tensor(math.inf) if empty else torch.where(finite, v, math.inf).min().to(stats_dtype),
-        finite_v.new_tensor(-math.inf) if empty else torch.where(finite, v, -math.inf).max().to(stats_dtype),
-        num,
-        finite_v.sum(),
-        finite_v.square().sum(),
-        v.numel() - num,
-    ])
+    stats = torch.stack(
+        [
+            finite_v.new_tensor(math.inf) if empty else torch.where(finite, v, math.inf).min().to(stats_dtype),
+            finite_v.new_tensor(-math.inf) if empty else torch.where(finite, v, -math.inf).max().to(stats_dtype),
+            num,
+            finite_v.sum(),
+            finite_v.square().sum(),
+            v.numel() - num,
+        ]
+    )
     return counts, stats
 
 
@@ -147,6 +151,6 @@ def tensorboard_buckets(counts: np.ndarray, edges: np.ndarray | None = None) -> 
         return None
     start, end = np.searchsorted(cum_counts, [0, cum_counts[-1] - 1], side="right")
     start, end = int(start), int(end) + 1
-    kept = counts[start - 1:end] if start > 0 else np.concatenate([[0], counts[:end]])
-    limits = edges[start:end + 1]
+    kept = counts[start - 1 : end] if start > 0 else np.concatenate([[0], counts[:end]])
+    limits = edges[start : end + 1]
     return limits.tolist(), kept.astype(np.float64).tolist()

@@ -21,11 +21,17 @@ class Projector:
         self.log_dir = log_dir
         self._config = ProjectorConfig()
 
-    def add(self, mat: Any, metadata: Any = None, label_img: Any = None, step: int | None = None,
-            tag: str = "default", metadata_header: Any = None) -> None:
+    def add(
+        self,
+        mat: Any,
+        metadata: Any = None,
+        label_img: Any = None,
+        step: int | None = None,
+        tag: str = "default",
+        metadata_header: Any = None,
+    ) -> None:
         from google.protobuf import text_format
-        from torch.utils.tensorboard._embedding import (get_embedding_info, make_mat, make_sprite, make_tsv,
-                                                        write_pbtxt)
+        from torch.utils.tensorboard._embedding import get_embedding_info, make_mat, make_sprite, make_tsv, write_pbtxt
         from torch.utils.tensorboard.summary import make_np
 
         mat = make_np(mat)

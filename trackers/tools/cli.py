@@ -1,9 +1,9 @@
 """The ``looptrack`` command: the demo, and tools that read runs back with TensorBoard's reader.
 
-    looptrack demo [--epochs 2 ...]          train the tutorial CNN and log it
-    looptrack inspect runs                    runs, tags, kinds, counts, steps, last values
-    looptrack export runs --format csv -o scalars.csv
-    looptrack doctor runs [--salvage DIR]     check every record's CRC, salvage a damaged run
+looptrack demo [--epochs 2 ...]          train the tutorial CNN and log it
+looptrack inspect runs                    runs, tags, kinds, counts, steps, last values
+looptrack export runs --format csv -o scalars.csv
+looptrack doctor runs [--salvage DIR]     check every record's CRC, salvage a damaged run
 """
 
 from __future__ import annotations
@@ -19,24 +19,34 @@ def _parser() -> argparse.ArgumentParser:
         description="Watch a PyTorch model train: TensorBoard logging through trainer-agnostic callbacks.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("demo", add_help=False,
-                        help="train the tutorial's FashionMNIST CNN through looptrack (looptrack demo --help)")
-    inspect = commands.add_parser("inspect", help="a table of the runs, tags and steps under a log dir",
-                                  description="Read every run under LOGDIR with TensorBoard's reader and print "
-                                              "one row per tag: kind, count, first/last step, last value.")
+    commands.add_parser(
+        "demo", add_help=False, help="train the tutorial's FashionMNIST CNN through looptrack (looptrack demo --help)"
+    )
+    inspect = commands.add_parser(
+        "inspect",
+        help="a table of the runs, tags and steps under a log dir",
+        description="Read every run under LOGDIR with TensorBoard's reader and print "
+        "one row per tag: kind, count, first/last step, last value.",
+    )
     inspect.add_argument("logdir", help="a run directory or a directory of runs, e.g. runs")
-    export = commands.add_parser("export", help="all scalars of every run as CSV or JSON",
-                                 description="Write every scalar of every run under LOGDIR, read with "
-                                             "TensorBoard's reader, as CSV (run,tag,step,wall_time,value) or JSON "
-                                             "({run: {tag: [[wall_time, step, value], ...]}}).")
+    export = commands.add_parser(
+        "export",
+        help="all scalars of every run as CSV or JSON",
+        description="Write every scalar of every run under LOGDIR, read with "
+        "TensorBoard's reader, as CSV (run,tag,step,wall_time,value) or JSON "
+        "({run: {tag: [[wall_time, step, value], ...]}}).",
+    )
     export.add_argument("logdir", help="a run directory or a directory of runs, e.g. runs")
     export.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default csv)")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
-    doctor = commands.add_parser("doctor", help="check every record of a run's event files; salvage damage",
-                                 description="Verify the CRC of every record in every event file under LOGDIR "
-                                             "and report corrupt or truncated records with file and offset. "
-                                             "TensorBoard stops reading a file at its first bad record; "
-                                             "--salvage writes a copy that keeps every good record.")
+    doctor = commands.add_parser(
+        "doctor",
+        help="check every record of a run's event files; salvage damage",
+        description="Verify the CRC of every record in every event file under LOGDIR "
+        "and report corrupt or truncated records with file and offset. "
+        "TensorBoard stops reading a file at its first bad record; "
+        "--salvage writes a copy that keeps every good record.",
+    )
     doctor.add_argument("logdir", help="a run directory or a directory of runs")
     doctor.add_argument("--salvage", metavar="OUTDIR", help="write a repaired copy of the run(s) here")
     return parser

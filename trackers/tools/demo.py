@@ -22,8 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from trackers.writers.logdir import free_run_dir, holds_events
 
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle Boot")
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle Boot")
 
 
 class TutorialNet(nn.Module):
@@ -92,8 +91,9 @@ class SyntheticFashionMNIST(Dataset):
         return self.data[index], int(self.targets[index])
 
 
-def fashion_mnist_datasets(data_dir: str = "./data", download: bool = False, train_size: int = 12_000,
-                           test_size: int = 2_000, seed: int = 0) -> tuple[Dataset, Dataset, str]:
+def fashion_mnist_datasets(
+    data_dir: str = "./data", download: bool = False, train_size: int = 12_000, test_size: int = 2_000, seed: int = 0
+) -> tuple[Dataset, Dataset, str]:
     """``(trainset, testset, description)``: the real FashionMNIST if present (or downloaded), else synthetic."""
     try:
         import torchvision
@@ -106,15 +106,28 @@ def fashion_mnist_datasets(data_dir: str = "./data", download: bool = False, tra
     except (RuntimeError, OSError) as error:
         if download:
             raise RuntimeError(f"could not download FashionMNIST into {data_dir}: {error}") from error
-    return (SyntheticFashionMNIST(train_size, seed, train=True), SyntheticFashionMNIST(test_size, seed, train=False),
-            f"FashionMNIST not found in {data_dir}: using a synthetic 28x28 10-class data set "
-            f"({train_size} train, {test_size} test images; pass --download to fetch the real one)")
+    return (
+        SyntheticFashionMNIST(train_size, seed, train=True),
+        SyntheticFashionMNIST(test_size, seed, train=False),
+        f"FashionMNIST not found in {data_dir}: using a synthetic 28x28 10-class data set "
+        f"({train_size} train, {test_size} test images; pass --download to fetch the real one)",
+    )
 
 
 def demo_callbacks(log_every: int, optimizer: torch.optim.Optimizer, hparams: dict) -> list:
     """What the demo logs: everything the tutorial does by hand, and a little more."""
-    from callbacks import (Embedding, GraphTrace, HParams, ImageGrid, LearningRate, LossLogger,
-                           ParameterHistograms, PRCurves, PredictionFigure, TextLogger)
+    from callbacks import (
+        Embedding,
+        GraphTrace,
+        HParams,
+        ImageGrid,
+        LearningRate,
+        LossLogger,
+        ParameterHistograms,
+        PRCurves,
+        PredictionFigure,
+        TextLogger,
+    )
 
     classes = list(CLASSES)
     return [
@@ -140,14 +153,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="looptrack demo",
         description="Train the PyTorch TensorBoard tutorial's FashionMNIST CNN through looptrack and log it "
-                    "for TensorBoard.")
+        "for TensorBoard.",
+    )
     parser.add_argument("--epochs", type=int, default=2, help="passes over the training set (default 2)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
     parser.add_argument("--train-size", type=int, default=12_000, help="synthetic training images (default 12000)")
     parser.add_argument("--test-size", type=int, default=2_000, help="synthetic test images (default 2000)")
     parser.add_argument("--log-every", type=int, default=50, help="log the loss every N steps (default 50)")
-    parser.add_argument("--logdir", default="runs/fashion_mnist_experiment_1",
-                        help="where the run is written (default runs/fashion_mnist_experiment_1)")
+    parser.add_argument(
+        "--logdir",
+        default="runs/fashion_mnist_experiment_1",
+        help="where the run is written (default runs/fashion_mnist_experiment_1)",
+    )
     parser.add_argument("--data-dir", default="./data", help="where FashionMNIST is looked for (default ./data)")
     parser.add_argument("--download", action="store_true", help="download the real FashionMNIST (needs a network)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -169,8 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     torch.manual_seed(args.seed)
-    trainset, testset, description = fashion_mnist_datasets(args.data_dir, args.download, args.train_size,
-                                                            args.test_size, args.seed)
+    trainset, testset, description = fashion_mnist_datasets(
+        args.data_dir, args.download, args.train_size, args.test_size, args.seed
+    )
     print(description)
     trainloader = DataLoader(trainset, batch_size=args.batch_size, shuffle=True, num_workers=0)
     testloader = DataLoader(testset, batch_size=256, shuffle=False, num_workers=0)
@@ -184,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     hparams = {"lr": args.lr, "batch_size": args.batch_size, "epochs": args.epochs, "optimizer": "SGD(momentum=0.9)"}
     with Tracker(net, callbacks=demo_callbacks(args.log_every, optimizer, hparams), writer=log_dir) as tracker:
+
         @tracker.train_step
         def train_step(inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             optimizer.zero_grad()
@@ -201,24 +220,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         for epoch in tracker.epochs(args.epochs):
             net.train()
             running = torch.zeros(())
-            bar = tqdm(trainloader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.no_progress,
-                       leave=True, dynamic_ncols=True)
+            bar = tqdm(
+                trainloader,
+                desc=f"epoch {epoch + 1}/{args.epochs}",
+                disable=args.no_progress,
+                leave=True,
+                dynamic_ncols=True,
+            )
             for i, (inputs, labels) in enumerate(bar):
                 running += train_step(inputs, labels).detach()
                 if (i + 1) % args.log_every == 0:  # read the loss back only when showing it
                     bar.set_postfix(loss=f"{running.item() / args.log_every:.3f}")
                     running.zero_()
             net.eval()
-            correct = torch.zeros((), dtype=torch.long)
+            correct, seen = torch.zeros((), dtype=torch.long), 0
             with tracker.validation():
                 for inputs, labels in testloader:
                     result = eval_step(inputs, labels)
                     correct += (result["outputs"].argmax(1) == labels).sum()
-            print(f"epoch {epoch + 1}: validation accuracy {correct.item() / len(testset):.1%}")
+                    seen += labels.numel()
+            print(f"epoch {epoch + 1}: validation accuracy {correct.item() / max(seen, 1):.1%}")
 
     elapsed = time.perf_counter() - started
     print(f"finished in {elapsed:.1f} s; the run is in {tracker.log_dir}")
-    print(f"view it with:  {view_command(tracker.log_dir)}")
+    if tracker.log_dir is not None:
+        print(f"view it with:  {view_command(tracker.log_dir)}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Read runs back with TensorBoard's own reader: a summary table, and all scalars as CSV or JSON.
 
-    looptrack inspect runs
-    looptrack export runs --format csv -o scalars.csv
+looptrack inspect runs
+looptrack export runs --format csv -o scalars.csv
 """
 
 from __future__ import annotations
@@ -54,13 +54,30 @@ def summarize(log_dir: str | os.PathLike[str]) -> list[TagSummary]:
         tags = accumulator.Tags()
         for key, kind in _KINDS.items():
             for tag in sorted(tags.get(key, [])):
-                events = getattr(accumulator, {"scalars": "Scalars", "histograms": "Histograms", "images": "Images",
-                                               "audio": "Audio", "tensors": "Tensors"}[key])(tag)
+                events = getattr(
+                    accumulator,
+                    {
+                        "scalars": "Scalars",
+                        "histograms": "Histograms",
+                        "images": "Images",
+                        "audio": "Audio",
+                        "tensors": "Tensors",
+                    }[key],
+                )(tag)
                 if key == "tensors":
                     kind = _plugin(accumulator, tag) or "tensor"
                 last = events[-1].value if key == "scalars" and events else None
-                rows.append(TagSummary(run, tag, kind, len(events), events[0].step if events else None,
-                                       events[-1].step if events else None, last))
+                rows.append(
+                    TagSummary(
+                        run,
+                        tag,
+                        kind,
+                        len(events),
+                        events[0].step if events else None,
+                        events[-1].step if events else None,
+                        last,
+                    )
+                )
         try:
             hparams = accumulator.PluginTagToContent("hparams")
         except KeyError:
@@ -77,14 +94,25 @@ def format_table(rows: list[TagSummary]) -> str:
     if not rows:
         return "no runs found (is this a TensorBoard log dir?)"
     header = ("run", "tag", "kind", "count", "first", "last", "last value")
-    body = [(r.run, r.tag, r.kind, str(r.count), "" if r.first_step is None else str(r.first_step),
-             "" if r.last_step is None else str(r.last_step),
-             "" if r.last_value is None else f"{r.last_value:.6g}") for r in rows]
+    body = [
+        (
+            r.run,
+            r.tag,
+            r.kind,
+            str(r.count),
+            "" if r.first_step is None else str(r.first_step),
+            "" if r.last_step is None else str(r.last_step),
+            "" if r.last_value is None else f"{r.last_value:.6g}",
+        )
+        for r in rows
+    ]
     widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(header)]
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
     out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(cell.rjust(w) if i >= 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-            for row in body]
+    out += [
+        "  ".join(cell.rjust(w) if i >= 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        for row in body
+    ]
     return "\n".join(out)
 
 

@@ -53,13 +53,22 @@ class Writer:
     of reporting a failed write).
     """
 
-    def __init__(self, sinks: Sink | Sequence[Sink] = (), *, flush_secs: float = 2.0, max_pending: int = 10_000,
-                 when_full: str = "block", strict: bool = False) -> None:
+    def __init__(
+        self,
+        sinks: Sink | Sequence[Sink] = (),
+        *,
+        flush_secs: float = 2.0,
+        max_pending: int = 10_000,
+        when_full: str = "block",
+        strict: bool = False,
+    ) -> None:
         sinks = [sinks] if isinstance(sinks, Sink) else list(sinks)
         for sink in sinks:
             if not isinstance(sink, Sink):
-                raise TypeError(f"Writer takes sinks (trackers.writers.Sink instances such as TensorBoardSink"
-                                f"('runs/x')), got {sink!r} ({type(sink).__name__})")
+                raise TypeError(
+                    f"Writer takes sinks (trackers.writers.Sink instances such as TensorBoardSink"
+                    f"('runs/x')), got {sink!r} ({type(sink).__name__})"
+                )
         check_options("Writer", flush_secs, max_pending, when_full)
         self.sinks: tuple[Sink, ...] = tuple(sinks)
         self.strict = strict
@@ -70,14 +79,26 @@ class Writer:
         self._last_scalars: dict[str, Any] = {}
         self._queue: RecordQueue | None = None
         if self.sinks:
-            self._queue = RecordQueue(self._write, self._flush_sinks, self._close_sinks, self._on_error,
-                                      name="looptrack-writer", flush_secs=flush_secs, max_pending=max_pending,
-                                      when_full=when_full)
+            self._queue = RecordQueue(
+                self._write,
+                self._flush_sinks,
+                self._close_sinks,
+                self._on_error,
+                name="looptrack-writer",
+                flush_secs=flush_secs,
+                max_pending=max_pending,
+                when_full=when_full,
+            )
             lifecycle.register_writer(self)
 
     # ----------------------------------------------------------- what callbacks call
     def scalar(
-        self, tag: str, value: Any, step: int | None = None, *, walltime: float | None = None,
+        self,
+        tag: str,
+        value: Any,
+        step: int | None = None,
+        *,
+        walltime: float | None = None,
         source: str | None = None,
     ) -> None:
         """Log one number (a Python number or a one-element tensor, on any device)."""
@@ -92,12 +113,12 @@ class Writer:
         """The last value logged under ``tag`` (a snapshot; no read-back), or None."""
         return self._last_scalars.get(tag)
 
-    def scalars(self, main_tag: str, values: Mapping[str, Any], step: int | None = None, *,
-                walltime: float | None = None) -> None:
+    def scalars(
+        self, main_tag: str, values: Mapping[str, Any], step: int | None = None, *, walltime: float | None = None
+    ) -> None:
         """Several scalars on one chart (``add_scalars``), e.g. ``{"train": loss, "val": val_loss}``."""
         if self._accept("scalars", main_tag, step):
-            self._put(rec.Scalars(main_tag, {str(k): snapshot(v) for k, v in values.items()}, step,
-                                  _now(walltime)))
+            self._put(rec.Scalars(main_tag, {str(k): snapshot(v) for k, v in values.items()}, step, _now(walltime)))
 
     def custom_scalars(self, layout: Mapping[str, Any]) -> None:
         """A custom-scalars layout: ``{"Losses": {"train vs val": ["Multiline", ["train/loss", "val/loss"]]}}``."""
@@ -105,8 +126,14 @@ class Writer:
             self._put(rec.CustomScalars(dict(layout), walltime=time.time()))
 
     def histogram(
-        self, tag: str, values: Any, step: int | None = None, *, bins: Any = "tensorflow",
-        walltime: float | None = None, nonfinite_tag: str | None = None,
+        self,
+        tag: str,
+        values: Any,
+        step: int | None = None,
+        *,
+        bins: Any = "tensorflow",
+        walltime: float | None = None,
+        nonfinite_tag: str | None = None,
     ) -> None:
         """Log the distribution of a tensor's values (TensorBoard's default buckets unless ``bins`` says otherwise).
 
@@ -124,25 +151,44 @@ class Writer:
             counts = Deferred.on_device(bucket_counts, values)
             self._put(rec.Histogram(tag, None, step, _now(walltime), bins, counts, nonfinite_tag))
         else:
-            self._put(rec.Histogram(tag, snapshot(values), step, _now(walltime), bins, None,
-                                    nonfinite_tag))
+            self._put(rec.Histogram(tag, snapshot(values), step, _now(walltime), bins, None, nonfinite_tag))
 
     def histogram_raw(
-        self, tag: str, *, min: float, max: float, num: float, sum: float, sum_squares: float,
-        bucket_limits: Sequence[float], bucket_counts: Sequence[float], step: int | None = None,
+        self,
+        tag: str,
+        *,
+        min: float,
+        max: float,
+        num: float,
+        sum: float,
+        sum_squares: float,
+        bucket_limits: Sequence[float],
+        bucket_counts: Sequence[float],
+        step: int | None = None,
         walltime: float | None = None,
     ) -> None:
         """Log a histogram you binned yourself (``add_histogram_raw``: right bucket limits and counts)."""
         if len(bucket_limits) != len(bucket_counts):
-            self._reject(("raw-lengths", tag), f"histogram_raw '{tag}': {len(bucket_limits)} bucket limits "
-                         f"but {len(bucket_counts)} counts; they must be equal")
+            self._reject(
+                ("raw-lengths", tag),
+                f"histogram_raw '{tag}': {len(bucket_limits)} bucket limits "
+                f"but {len(bucket_counts)} counts; they must be equal",
+            )
             return
         if self._accept("histogram_raw", tag, step):
-            self._put(rec.HistogramRaw(tag, min, max, num, sum, sum_squares, list(bucket_limits),
-                                       list(bucket_counts), step, _now(walltime)))
+            self._put(
+                rec.HistogramRaw(
+                    tag, min, max, num, sum, sum_squares, list(bucket_limits), list(bucket_counts), step, _now(walltime)
+                )
+            )
 
     def image(
-        self, tag: str, image: Any, step: int | None = None, *, dataformats: str = "CHW",
+        self,
+        tag: str,
+        image: Any,
+        step: int | None = None,
+        *,
+        dataformats: str = "CHW",
         walltime: float | None = None,
     ) -> None:
         """Log an image tensor (CHW by default, values in [0, 1] or uint8)."""
@@ -150,7 +196,12 @@ class Writer:
             self._put(rec.Image(tag, snapshot(image), step, _now(walltime), dataformats))
 
     def images(
-        self, tag: str, images: Any, step: int | None = None, *, dataformats: str = "NCHW",
+        self,
+        tag: str,
+        images: Any,
+        step: int | None = None,
+        *,
+        dataformats: str = "NCHW",
         walltime: float | None = None,
     ) -> None:
         """Log a batch of images (``add_images``)."""
@@ -158,33 +209,60 @@ class Writer:
             self._put(rec.Image(tag, snapshot(images), step, _now(walltime), dataformats))
 
     def image_with_boxes(
-        self, tag: str, image: Any, boxes: Any, step: int | None = None, *, labels: Sequence[str] | None = None,
-        dataformats: str = "CHW", walltime: float | None = None,
+        self,
+        tag: str,
+        image: Any,
+        boxes: Any,
+        step: int | None = None,
+        *,
+        labels: Sequence[str] | None = None,
+        dataformats: str = "CHW",
+        walltime: float | None = None,
     ) -> None:
         """Log an image with bounding boxes drawn on it (boxes ``[N, 4]`` as x1, y1, x2, y2)."""
         if self._accept("image", tag, step):
-            self._put(rec.Image(tag, snapshot(image), step, _now(walltime), dataformats,
-                                snapshot(boxes), list(labels) if labels is not None else None))
+            self._put(
+                rec.Image(
+                    tag,
+                    snapshot(image),
+                    step,
+                    _now(walltime),
+                    dataformats,
+                    snapshot(boxes),
+                    list(labels) if labels is not None else None,
+                )
+            )
 
-    def audio(self, tag: str, sound: Any, step: int | None = None, *, sample_rate: int = 44100,
-              walltime: float | None = None) -> None:
+    def audio(
+        self, tag: str, sound: Any, step: int | None = None, *, sample_rate: int = 44100, walltime: float | None = None
+    ) -> None:
         """Log a mono sound clip (values in [-1, 1])."""
         if self._accept("audio", tag, step):
             self._put(rec.Audio(tag, snapshot(sound), step, _now(walltime), sample_rate))
 
-    def video(self, tag: str, video: Any, step: int | None = None, *, fps: int = 4,
-              walltime: float | None = None) -> None:
+    def video(
+        self, tag: str, video: Any, step: int | None = None, *, fps: int = 4, walltime: float | None = None
+    ) -> None:
         """Log videos ``[N, T, C, H, W]`` (the TensorBoard backend needs ``moviepy``)."""
         if self._accept("video", tag, step):
             self._put(rec.Video(tag, snapshot(video), step, _now(walltime), fps))
 
-    def mesh(self, tag: str, vertices: Any, *, colors: Any = None, faces: Any = None,
-             config: Mapping[str, Any] | None = None, step: int | None = None,
-             walltime: float | None = None) -> None:
+    def mesh(
+        self,
+        tag: str,
+        vertices: Any,
+        *,
+        colors: Any = None,
+        faces: Any = None,
+        config: Mapping[str, Any] | None = None,
+        step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
         """Log a 3D point cloud or mesh (``[B, N, 3]`` vertices)."""
         if self._accept("mesh", tag, step):
-            self._put(rec.Mesh(tag, snapshot(vertices), snapshot(colors), snapshot(faces), config,
-                               step, _now(walltime)))
+            self._put(
+                rec.Mesh(tag, snapshot(vertices), snapshot(colors), snapshot(faces), config, step, _now(walltime))
+            )
 
     def figure(self, tag: str, figure: Any, step: int | None = None, *, walltime: float | None = None) -> None:
         """Log a matplotlib Figure or a ``PIL.Image``, or a zero-argument callable building one on the writer thread."""
@@ -197,8 +275,14 @@ class Writer:
             self._put(rec.Text(tag, str(text), step, _now(walltime)))
 
     def pr_curve(
-        self, tag: str, labels: Any, predictions: Any, step: int | None = None, *,
-        num_thresholds: int = 127, walltime: float | None = None,
+        self,
+        tag: str,
+        labels: Any,
+        predictions: Any,
+        step: int | None = None,
+        *,
+        num_thresholds: int = 127,
+        walltime: float | None = None,
     ) -> None:
         """Log a precision-recall curve from binary labels and probabilities (``add_pr_curve``)."""
         if not self._accept("pr_curve", tag, step):
@@ -210,21 +294,42 @@ class Writer:
         self._put(rec.PRCurve(tag, buckets, step, _now(walltime), num_thresholds))
 
     def pr_curve_raw(
-        self, tag: str, true_positive_counts: Any, false_positive_counts: Any, true_negative_counts: Any,
-        false_negative_counts: Any, precision: Any, recall: Any, step: int | None = None, *,
-        num_thresholds: int = 127, walltime: float | None = None,
+        self,
+        tag: str,
+        true_positive_counts: Any,
+        false_positive_counts: Any,
+        true_negative_counts: Any,
+        false_negative_counts: Any,
+        precision: Any,
+        recall: Any,
+        step: int | None = None,
+        *,
+        num_thresholds: int = 127,
+        walltime: float | None = None,
     ) -> None:
         """Log a precision-recall curve from counts you computed (``add_pr_curve_raw``)."""
         if not self._accept("pr_curve", tag, step):
             return
-        parts = [true_positive_counts, false_positive_counts, true_negative_counts, false_negative_counts,
-                 precision, recall]
-        data = Deferred(lambda *p: np.stack([np.asarray(x, dtype=np.float64).reshape(-1) for x in p]),
-                            *(snapshot(x) for x in parts))
+        parts = [
+            true_positive_counts,
+            false_positive_counts,
+            true_negative_counts,
+            false_negative_counts,
+            precision,
+            recall,
+        ]
+        data = Deferred(
+            lambda *p: np.stack([np.asarray(x, dtype=np.float64).reshape(-1) for x in p]), *(snapshot(x) for x in parts)
+        )
         self._put(rec.PRCurve(tag, data, step, _now(walltime), self._thresholds(tag, num_thresholds)))
 
     def pr_curve_counts(
-        self, tag: str, counts: Any, step: int | None = None, *, num_thresholds: int = 127,
+        self,
+        tag: str,
+        counts: Any,
+        step: int | None = None,
+        *,
+        num_thresholds: int = 127,
         walltime: float | None = None,
     ) -> None:
         """Log a precision-recall curve from bucket counts: ``counts[0]`` the positives and ``counts[1]`` the
@@ -257,16 +362,29 @@ class Writer:
             self._put(rec.Graph(graph_def, _now(walltime)))
 
     def embedding(
-        self, mat: Any, *, metadata: Sequence[Any] | None = None, label_img: Any = None,
-        step: int | None = None, tag: str = "default", metadata_header: Sequence[str] | None = None,
+        self,
+        mat: Any,
+        *,
+        metadata: Any = None,
+        label_img: Any = None,
+        step: int | None = None,
+        tag: str = "default",
+        metadata_header: Sequence[str] | None = None,
     ) -> None:
         """Log points for TensorBoard's projector (one row of ``mat`` a point)."""
         if self._accept("embedding", tag, step):
-            self._put(rec.Embedding(snapshot(mat), metadata, snapshot(label_img), step, tag,
-                                    metadata_header, time.time()))
+            self._put(
+                rec.Embedding(snapshot(mat), metadata, snapshot(label_img), step, tag, metadata_header, time.time())
+            )
 
-    def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, Any] | None = None, *,
-                step: int | None = None, metrics_logged: bool = False) -> None:
+    def hparams(
+        self,
+        hparams: Mapping[str, Any],
+        metrics: Mapping[str, Any] | None = None,
+        *,
+        step: int | None = None,
+        metrics_logged: bool = False,
+    ) -> None:
         """Log the run's hyper-parameters and the metrics they led to.
 
         The metrics are also written as scalars, unless ``metrics_logged``
@@ -300,8 +418,11 @@ class Writer:
         self._queue.close(timeout)
         lifecycle.unregister_writer(self)
         if self._queue.dropped:
-            self._reporter.warn("closing-dropped", f"{self.describe()}: {self._queue.dropped} record(s) were "
-                                "dropped because the queue was full (when_full='drop_oldest')")
+            self._reporter.warn(
+                "closing-dropped",
+                f"{self.describe()}: {self._queue.dropped} record(s) were "
+                "dropped because the queue was full (when_full='drop_oldest')",
+            )
         if self._errors and not self.strict:
             self._reporter.warn(
                 "closing-errors",
@@ -374,7 +495,7 @@ class Writer:
         with open(path, "w", encoding="utf-8") as file:
             json.dump(self.read_scalars(), file, indent=1)
 
-    def read_scalars(self) -> dict[str, list[list[float]]]:
+    def read_scalars(self) -> dict[str, list[list[Any]]]:
         """Every scalar written so far, ``{tag: [[walltime, step, value], ...]}``, from the first sink that can read."""
         for sink in self.sinks:
             read = getattr(sink, "read_scalars", None)
@@ -389,7 +510,10 @@ class Writer:
         if self._closed:
             problem = (("closed", kind), f"{self.describe()} is closed; {kind} '{tag}' and later records are dropped")
         elif not isinstance(tag, str):
-            problem = (("tag", kind), f"{kind} tag must be a string, got {tag!r} ({type(tag).__name__}); record dropped")
+            problem = (
+                ("tag", kind),
+                f"{kind} tag must be a string, got {tag!r} ({type(tag).__name__}); record dropped",
+            )
         elif step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
             problem = (("step", tag), f"{kind} '{tag}': step must be an integer or None, got {step!r}; record dropped")
         if problem is None:
@@ -406,8 +530,11 @@ class Writer:
 
     def _thresholds(self, tag: str, num_thresholds: int) -> int:
         if not 2 <= num_thresholds <= MAX_THRESHOLDS:
-            self._reject(("thresholds", tag), f"pr_curve '{tag}': num_thresholds must be 2..{MAX_THRESHOLDS} "
-                         f"(TensorBoard's limit), got {num_thresholds}; using {MAX_THRESHOLDS}")
+            self._reject(
+                ("thresholds", tag),
+                f"pr_curve '{tag}': num_thresholds must be 2..{MAX_THRESHOLDS} "
+                f"(TensorBoard's limit), got {num_thresholds}; using {MAX_THRESHOLDS}",
+            )
             return MAX_THRESHOLDS
         return num_thresholds
 
@@ -422,7 +549,8 @@ class Writer:
             return
         if not queue.put(record):
             self._reporter.warn(
-                "dropping", f"{self.describe()}: the writer can't keep up and its queue is full "
+                "dropping",
+                f"{self.describe()}: the writer can't keep up and its queue is full "
                 f"(max_pending={queue.max_pending}); dropping the oldest waiting records "
                 "(when_full='drop_oldest'). The count is reported at close; when_full='block' waits instead",
                 stacklevel=4,
@@ -430,8 +558,10 @@ class Writer:
 
     def _thread_died(self) -> None:
         pending = 0 if self._queue is None else self._queue.pending
-        message = (f"{self.describe()}: the writer thread has stopped; {pending} waiting record(s) "
-                   "and everything logged from now on are lost. This is a looptrack bug: please report it")
+        message = (
+            f"{self.describe()}: the writer thread has stopped; {pending} waiting record(s) "
+            "and everything logged from now on are lost. This is a looptrack bug: please report it"
+        )
         if self.strict:
             raise LoggingError(message)
         self._reporter.warn("thread-died", message, stacklevel=4)
@@ -450,8 +580,10 @@ class Writer:
             for sink in self.sinks:
                 write = getattr(sink, f"write_{plain.kind}", None)
                 if write is None:
-                    self._reporter.warn(("unsupported", id(sink), plain.kind), f"{sink.describe()} cannot show "
-                                        f"{plain.kind} records; '{plain.tag}' and later ones are skipped")
+                    self._reporter.warn(
+                        ("unsupported", id(sink), plain.kind),
+                        f"{sink.describe()} cannot show {plain.kind} records; '{plain.tag}' and later ones are skipped",
+                    )
                     continue
                 try:
                     write(plain)
@@ -495,10 +627,22 @@ class SinkWriter(Writer):
 
     sink_type: ClassVar[type[Sink]]
 
-    def __init__(self, *args: Any, flush_secs: float = 2.0, max_pending: int = 10_000, when_full: str = "block",
-                 strict: bool = False, **kwargs: Any) -> None:
-        super().__init__(self.sink_type(*args, **kwargs), flush_secs=flush_secs, max_pending=max_pending,
-                         when_full=when_full, strict=strict)
+    def __init__(
+        self,
+        *args: Any,
+        flush_secs: float = 2.0,
+        max_pending: int = 10_000,
+        when_full: str = "block",
+        strict: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            self.sink_type(*args, **kwargs),
+            flush_secs=flush_secs,
+            max_pending=max_pending,
+            when_full=when_full,
+            strict=strict,
+        )
 
     @property
     def sink(self) -> Sink:

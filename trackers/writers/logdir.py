@@ -68,8 +68,14 @@ def free_run_dir(log_dir: str | os.PathLike[str], holds_run: Callable[[str], boo
     return candidate
 
 
-def run_dir(log_dir: str | os.PathLike[str], holds_run: Callable[[str], bool], *, if_exists: IfExists,
-            add_anyway: str, resume: str = "") -> str:
+def run_dir(
+    log_dir: str | os.PathLike[str],
+    holds_run: Callable[[str], bool],
+    *,
+    if_exists: IfExists,
+    add_anyway: str,
+    resume: str = "",
+) -> str:
     """The writable directory a new run goes to: ``log_dir``, or with ``if_exists="new"`` (the default of every
     backend) a fresh one beside it when ``log_dir`` already holds a run, said once as a :class:`LooptrackWarning`.
 
@@ -85,7 +91,8 @@ def run_dir(log_dir: str | os.PathLike[str], holds_run: Callable[[str], bool], *
         warnings.warn(
             f"looptrack: {log_dir!r} already holds a run, so this run is written to {chosen!r} (two runs in one "
             f"directory would mix their curves); {continue_it}to add to it anyway, pass {add_anyway}",
-            LooptrackWarning, stacklevel=_stacklevel_outside_looptrack(),
+            LooptrackWarning,
+            stacklevel=_stacklevel_outside_looptrack(),
         )
     return ensure_writable_dir(chosen)
 
@@ -99,15 +106,22 @@ def _stacklevel_outside_looptrack() -> int:
     return level
 
 
-def file_in_log_dir(path: str | os.PathLike[str] | None, log_dir: str | os.PathLike[str] | None,
-                    default_name: str, owner: str, if_exists: IfExists = "new") -> tuple[str, str]:
+def file_in_log_dir(
+    path: str | os.PathLike[str] | None,
+    log_dir: str | os.PathLike[str] | None,
+    default_name: str,
+    owner: str,
+    if_exists: IfExists = "new",
+) -> tuple[str, str]:
     """``(file path, its writable directory)`` for file backends given ``path=`` or ``log_dir=``.
 
-    A directory whose file of that name already has something in it holds a run: see :func:`run_dir`.
+    Neither given: ``runs/<datetime>_<host>/<default_name>``, as TensorBoard's default. A directory whose file of
+    that name already has something in it holds a run: see :func:`run_dir`.
     """
-    if path is None and log_dir is None:
-        raise ValueError(f"{owner} needs path='runs/x/{default_name}' or log_dir='runs/x'")
-    path = os.fspath(path) if path is not None else os.path.join(os.fspath(log_dir), default_name)
+    if path is not None:
+        path = os.fspath(path)
+    else:
+        path = os.path.join(os.fspath(log_dir) if log_dir is not None else default_log_dir(), default_name)
     directory, name = os.path.split(os.path.abspath(path))
 
     def holds_run(candidate: str) -> bool:
@@ -115,8 +129,7 @@ def file_in_log_dir(path: str | os.PathLike[str] | None, log_dir: str | os.PathL
         return os.path.isfile(file) and os.path.getsize(file) > 0
 
     argument = f"log_dir={directory!r}" if name == default_name else f"{os.path.join(directory, name)!r}"
-    chosen = run_dir(directory, holds_run, if_exists=if_exists,
-                     add_anyway=f"{owner}({argument}, if_exists='append')")
+    chosen = run_dir(directory, holds_run, if_exists=if_exists, add_anyway=f"{owner}({argument}, if_exists='append')")
     return (path if chosen == directory else os.path.join(chosen, name)), chosen
 
 

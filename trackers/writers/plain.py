@@ -36,8 +36,11 @@ def to_plain(record: rec.Record, warn: Warn) -> list[rec.Record]:
         value = to_float(record.value)
         if not math.isfinite(value):
             source = f" (from {record.source})" if record.source else ""
-            warn(("nonfinite", record.tag), f"'{record.tag}'{source} is {value} at step {record.step}; logged as "
-                 "it is. Check the learning rate and the inputs of that step")
+            warn(
+                ("nonfinite", record.tag),
+                f"'{record.tag}'{source} is {value} at step {record.step}; logged as "
+                "it is. Check the learning rate and the inputs of that step",
+            )
         return [dataclasses.replace(record, value=value)]
     if isinstance(record, rec.Scalars):
         return [dataclasses.replace(record, values={k: to_float(v) for k, v in record.values.items()})]
@@ -78,10 +81,24 @@ def _binned(record: rec.Histogram, warn: Warn) -> list[rec.Record]:
     if nonfinite and record.nonfinite_tag:
         out.append(rec.Scalar(record.nonfinite_tag, float(nonfinite), record.step, record.walltime))
     if buckets is None:
-        warn(("empty-histogram", record.tag),
-             f"histogram '{record.tag}' at step {record.step} has no finite values; skipped")
+        warn(
+            ("empty-histogram", record.tag),
+            f"histogram '{record.tag}' at step {record.step} has no finite values; skipped",
+        )
         return out
-    limits, kept = buckets
-    out.append(rec.HistogramRaw(record.tag, float(low), float(high), float(num), float(total), float(squares),
-                                limits, kept, record.step, record.walltime))
+    bucket_limits, bucket_counts = buckets
+    out.append(
+        rec.HistogramRaw(
+            record.tag,
+            float(low),
+            float(high),
+            float(num),
+            float(total),
+            float(squares),
+            bucket_limits,
+            bucket_counts,
+            record.step,
+            record.walltime,
+        )
+    )
     return out

@@ -122,7 +122,7 @@ class RecordQueue:
         return self._barrier(_Barrier(), timeout, wake)
 
     def close(self, timeout: float | None = None, *, close_backend: bool = True) -> bool:
-        """Write everything, flush, close the backend (unless ``close_backend=False``) and stop the thread (idempotent)."""
+        """Write everything, flush, close the sinks (unless ``close_backend=False``), stop the thread; idempotent."""
         if self._closed:
             return True
         self._closed = True

@@ -191,5 +191,20 @@ class HParams:
 
 
 # everything the front queues and a sink may receive
-Record = (Scalar | Scalars | CustomScalars | Histogram | HistogramRaw | Image | Audio | Video | Mesh | Figure
-          | Text | PRCurve | Graph | Embedding | HParams)
+Record = (
+    Scalar
+    | Scalars
+    | CustomScalars
+    | Histogram
+    | HistogramRaw
+    | Image
+    | Audio
+    | Video
+    | Mesh
+    | Figure
+    | Text
+    | PRCurve
+    | Graph
+    | Embedding
+    | HParams
+)

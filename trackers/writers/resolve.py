@@ -18,8 +18,9 @@ from trackers.writers.sink import Sink
 WriterSpec = Union[Writer, Sink, str, "os.PathLike[str]", None, Sequence[Union[Writer, Sink, str, "os.PathLike[str]"]]]
 
 
-def resolve_writer(spec: WriterSpec, *, rank_zero: bool = True, sink_options: Mapping[str, Any] | None = None,
-                   **front_options: Any) -> Writer:
+def resolve_writer(
+    spec: WriterSpec, *, rank_zero: bool = True, sink_options: Mapping[str, Any] | None = None, **front_options: Any
+) -> Writer:
     """The writer ``spec`` names; ``sink_options`` go to sinks built here from a name or a path.
 
     ``rank_zero=False`` (a distributed rank that does not write) gives a writer with no sinks and closes any
@@ -27,17 +28,17 @@ def resolve_writer(spec: WriterSpec, *, rank_zero: bool = True, sink_options: Ma
 
     >>> resolve_writer("memory").describe()
     'MemorySink'
-    >>> resolve_writer("mlfow")
+    >>> resolve_writer("mlfow")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    trackers.registry.UnknownName: unknown sink 'mlfow'; did you mean 'mlflow'? (known: csv, jsonl, memory, mlflow, tensorboard); a log dir needs a '/' in it ('runs/mlfow', './mlfow') or the form 'tensorboard:mlfow'
+    trackers.registry.UnknownName: unknown sink 'mlfow'; did you mean 'mlflow'? ... or the form 'tensorboard:mlfow'
     """
     if isinstance(spec, Writer):
         if not rank_zero:
             spec.close()
             return Writer([], **front_options)
         return spec
-    items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+    items: list[Any] = list(spec) if isinstance(spec, (list, tuple)) else [spec]
     if not items:
         raise ValueError("writer=[] names no sink; leave writer out for TensorBoard in runs/, or name one")
     if not rank_zero:
@@ -63,8 +64,10 @@ def resolve_sink(spec: Sink | str | os.PathLike[str] | None, **options: Any) -> 
     if isinstance(spec, os.PathLike):
         return _build("tensorboard", {"log_dir": os.fspath(spec), **options})
     if not isinstance(spec, str):
-        raise TypeError(f"writer must be a sink name ({', '.join(registry.known_names(registry.SINK_GROUP))}), a log "
-                        f"dir, a Sink or a Writer; got {spec!r} of type {type(spec).__name__}")
+        raise TypeError(
+            f"writer must be a sink name ({', '.join(registry.known_names(registry.SINK_GROUP))}), a log "
+            f"dir, a Sink or a Writer; got {spec!r} of type {type(spec).__name__}"
+        )
     name, colon, log_dir = spec.partition(":")
     if colon and name in registry.known_names(registry.SINK_GROUP):
         return _build(name, {"log_dir": log_dir, **options})
@@ -73,8 +76,9 @@ def resolve_sink(spec: Sink | str | os.PathLike[str] | None, **options: Any) -> 
     try:
         return _build(spec, options)
     except registry.UnknownName as error:
-        raise registry.UnknownName(f"{error}; a log dir needs a '/' in it ('runs/{spec}', './{spec}') or the form "
-                                   f"'tensorboard:{spec}'") from None
+        raise registry.UnknownName(
+            f"{error}; a log dir needs a '/' in it ('runs/{spec}', './{spec}') or the form 'tensorboard:{spec}'"
+        ) from None
 
 
 def _build(name: str, options: Mapping[str, Any]) -> Sink:

@@ -34,21 +34,19 @@ class Deferred:
     (kernels only, no sync) and just its small result travels.
     """
 
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+    def __init__(self, fn: Callable[..., Any], *args: Any, pooled: bool = False) -> None:
         self._fn = fn
         self._args = args
         self._done = False
         self._value: Any = None
-        self._pooled = False  # args are POOL buffers, given back once used
+        self._pooled = pooled  # args are POOL buffers, given back once used
         self._lock = threading.Lock()  # several writers (fan-out) may ask at once
 
     @classmethod
     def on_device(cls, fn: Callable[..., Any], *args: Any) -> Deferred:
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
         if all(t.device.type == "cpu" for t in tensors):
-            deferred = cls(fn, *(POOL.copy(a) if isinstance(a, torch.Tensor) else a for a in args))
-            deferred._pooled = True
-            return deferred
+            return cls(fn, *(POOL.copy(a) if isinstance(a, torch.Tensor) else a for a in args), pooled=True)
         return cls(_identity, _map_tensors(fn(*args), snapshot))
 
     @classmethod

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import os
 
+from typing_extensions import override
+
 from trackers.writers import records as rec
 from trackers.writers.front import SinkWriter
 from trackers.writers.logdir import IfExists, file_in_log_dir
@@ -22,8 +24,15 @@ class CsvSink(Sink):
     ``self.log_dir`` are the ones used. ``if_exists="append"`` appends to it.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, log_dir: str | os.PathLike[str] | None = None,
-                 if_exists: IfExists = "new") -> None:
+    log_dir: str
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        log_dir: str | os.PathLike[str] | None = None,
+        if_exists: IfExists = "new",
+    ) -> None:
         self.path, self.log_dir = file_in_log_dir(path, log_dir, "scalars.csv", "CsvSink", if_exists)
         new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
         self._file = open(self.path, "a", encoding="utf-8", newline="")
@@ -31,6 +40,7 @@ class CsvSink(Sink):
         if new:
             self._csv.writerow(["tag", "step", "walltime", "value"])
 
+    @override
     def describe(self) -> str:
         return f"CsvSink({self.path!r})"
 
@@ -39,12 +49,13 @@ class CsvSink(Sink):
 
     def write_scalars(self, record: rec.Scalars) -> None:
         for key, value in record.values.items():
-            self._csv.writerow([f"{record.tag}/{key}", record.step, f"{record.walltime:.3f}",
-                                repr(value)])
+            self._csv.writerow([f"{record.tag}/{key}", record.step, f"{record.walltime:.3f}", repr(value)])
 
+    @override
     def flush(self) -> None:
         self._file.flush()
 
+    @override
     def close(self) -> None:
         self._file.close()
 

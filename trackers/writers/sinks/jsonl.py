@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import numpy as np
+from typing_extensions import override
 
 from trackers.writers import records as rec
 from trackers.writers.front import SinkWriter
@@ -36,11 +37,19 @@ class JsonlSink(Sink):
     ``self.log_dir`` are the ones used. ``if_exists="append"`` appends to it.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, log_dir: str | os.PathLike[str] | None = None,
-                 if_exists: IfExists = "new") -> None:
+    log_dir: str
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        log_dir: str | os.PathLike[str] | None = None,
+        if_exists: IfExists = "new",
+    ) -> None:
         self.path, self.log_dir = file_in_log_dir(path, log_dir, "looptrack.jsonl", "JsonlSink", if_exists)
         self._file = open(self.path, "a", encoding="utf-8")
 
+    @override
     def describe(self) -> str:
         return f"JsonlSink({self.path!r})"
 
@@ -64,9 +73,16 @@ class JsonlSink(Sink):
         self._line(record, values=dict(record.values))
 
     def write_histogram_raw(self, record: rec.HistogramRaw) -> None:
-        self._line(record, min=record.min, max=record.max, num=record.num, sum=record.sum,
-                   sum_squares=record.sum_squares, bucket_limits=record.bucket_limits,
-                   bucket_counts=record.bucket_counts)
+        self._line(
+            record,
+            min=record.min,
+            max=record.max,
+            num=record.num,
+            sum=record.sum,
+            sum_squares=record.sum_squares,
+            bucket_limits=record.bucket_limits,
+            bucket_counts=record.bucket_counts,
+        )
 
     def write_image(self, record: rec.Image) -> None:
         from torch.utils.tensorboard.summary import convert_to_HWC, make_np
@@ -91,16 +107,25 @@ class JsonlSink(Sink):
 
     def write_pr_curve(self, record: rec.PRCurve) -> None:
         tp, fp, tn, fn, precision, recall = (np.asarray(row).tolist() for row in record.data)
-        self._line(record, true_positives=tp, false_positives=fp, true_negatives=tn, false_negatives=fn,
-                   precision=precision, recall=recall)
+        self._line(
+            record,
+            true_positives=tp,
+            false_positives=fp,
+            true_negatives=tn,
+            false_negatives=fn,
+            precision=precision,
+            recall=recall,
+        )
 
     def write_hparams(self, record: rec.HParams) -> None:
         self._line(record, hparams=dict(record.hparams), metrics=dict(record.metrics))
 
+    @override
     def flush(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
 
+    @override
     def close(self) -> None:
         self._file.close()
 

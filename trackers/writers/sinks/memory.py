@@ -35,8 +35,8 @@ class MemorySink(Sink):
         """The tags written, optionally of one kind (``"scalar"``, ``"histogram_raw"``, ...)."""
         return {r.tag for r in self.records if kind is None or r.kind == kind}
 
-    def read_scalars(self) -> dict[str, list[list[float]]]:
-        out: dict[str, list[list[float]]] = {}
+    def read_scalars(self) -> dict[str, list[list[Any]]]:
+        out: dict[str, list[list[Any]]] = {}
         for r in self.records:
             if isinstance(r, rec.Scalar):
                 out.setdefault(r.tag, []).append([r.walltime, r.step, r.value])

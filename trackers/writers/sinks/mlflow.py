@@ -8,9 +8,11 @@ import json
 import os
 import re
 import tempfile
+import time
 from typing import Any
 
 import numpy as np
+from typing_extensions import override
 
 from trackers.optional import require
 from trackers.writers import records as rec
@@ -21,6 +23,10 @@ from trackers.writers.sink import Sink
 def _key(tag: str) -> str:
     """An MLflow-legal metric/param/artifact name for a tag (letters, digits, _ - . / and spaces)."""
     return re.sub(r"[^A-Za-z0-9_\-./ ]+", "_", tag) or "tag"
+
+
+def _millis(walltime: float | None) -> int:
+    return int((time.time() if walltime is None else walltime) * 1000)
 
 
 class MlflowSink(Sink):
@@ -37,8 +43,9 @@ class MlflowSink(Sink):
     the writer closes.
     """
 
-    def __init__(self, tracking_uri: str | None = None, experiment: str = "looptrack",
-                 run_name: str | None = None) -> None:
+    def __init__(
+        self, tracking_uri: str | None = None, experiment: str = "looptrack", run_name: str | None = None
+    ) -> None:
         mlflow = require("mlflow")
         self._client = mlflow.tracking.MlflowClient(tracking_uri)
         found = self._client.get_experiment_by_name(experiment)
@@ -46,6 +53,7 @@ class MlflowSink(Sink):
         self.run_id = self._client.create_run(experiment_id, run_name=run_name).info.run_id
         self.tracking_uri = tracking_uri
 
+    @override
     def describe(self) -> str:
         return f"MlflowSink(run {self.run_id} at {self.tracking_uri or 'the default tracking URI'})"
 
@@ -64,13 +72,19 @@ class MlflowSink(Sink):
         self._artifact(f"images/{_key(record.tag)}", f"step_{record.step or 0}.png", buffer.getvalue())
 
     def write_scalar(self, record: rec.Scalar) -> None:
-        self._client.log_metric(self.run_id, _key(record.tag), record.value,
-                                timestamp=int(record.walltime * 1000), step=record.step or 0)
+        self._client.log_metric(
+            self.run_id, _key(record.tag), record.value, timestamp=_millis(record.walltime), step=record.step or 0
+        )
 
     def write_scalars(self, record: rec.Scalars) -> None:
         for key, value in record.values.items():
-            self._client.log_metric(self.run_id, _key(f"{record.tag}/{key}"), value,
-                                    timestamp=int(record.walltime * 1000), step=record.step or 0)
+            self._client.log_metric(
+                self.run_id,
+                _key(f"{record.tag}/{key}"),
+                value,
+                timestamp=_millis(record.walltime),
+                step=record.step or 0,
+            )
 
     def write_image(self, record: rec.Image) -> None:
         from torch.utils.tensorboard.summary import convert_to_HWC, make_np
@@ -98,6 +112,7 @@ class MlflowSink(Sink):
             for key, value in record.metrics.items():
                 self._client.log_metric(self.run_id, _key(key), value, step=record.step or 0)
 
+    @override
     def close(self) -> None:
         self._client.set_terminated(self.run_id)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+
+from typing_extensions import override
 
 from trackers.tensorboard.event_file import EventFile
 from trackers.tensorboard.projector import Projector
@@ -36,6 +37,8 @@ class TensorBoardSink(Sink):
     whatever it holds (``purge_step`` always continues in ``log_dir``).
     """
 
+    log_dir: str
+
     def __init__(
         self,
         log_dir: str | os.PathLike[str] | None = None,
@@ -47,7 +50,9 @@ class TensorBoardSink(Sink):
     ) -> None:
         given = os.fspath(log_dir) if log_dir is not None else default_log_dir(comment)
         self.log_dir = run_dir(
-            given, holds_events, if_exists="append" if purge_step is not None else if_exists,
+            given,
+            holds_events,
+            if_exists="append" if purge_step is not None else if_exists,
             add_anyway=f"TensorBoardSink({given!r}, if_exists='append')",
             resume=f"Tracker(..., writer={given!r}, resume_step=T)",
         )
@@ -61,6 +66,7 @@ class TensorBoardSink(Sink):
         self._projector: Projector | None = None
         self.recreated = 0
 
+    @override
     def describe(self) -> str:
         return f"TensorBoardSink({self.log_dir!r})"
 
@@ -88,8 +94,16 @@ class TensorBoardSink(Sink):
     def write_histogram_raw(self, record: rec.HistogramRaw) -> None:
         from torch.utils.tensorboard.summary import histogram_raw
 
-        summary = histogram_raw(record.tag, record.min, record.max, record.num, record.sum, record.sum_squares,
-                                record.bucket_limits, record.bucket_counts)
+        summary = histogram_raw(
+            record.tag,
+            record.min,
+            record.max,
+            record.num,
+            record.sum,
+            record.sum_squares,
+            record.bucket_limits,
+            record.bucket_counts,
+        )
         self._file.add_summary(summary, record.step, record.walltime)
 
     def write_image(self, record: rec.Image) -> None:
@@ -99,8 +113,7 @@ class TensorBoardSink(Sink):
             labels = record.box_labels
             if labels is not None and len(labels) != record.boxes.shape[0]:
                 labels = None  # as add_image_with_boxes
-            summary = image_boxes(record.tag, record.image, record.boxes, dataformats=record.dataformats,
-                                  labels=labels)
+            summary = image_boxes(record.tag, record.image, record.boxes, dataformats=record.dataformats, labels=labels)
         else:
             summary = image(record.tag, record.image, dataformats=record.dataformats)
         self._file.add_summary(summary, record.step, record.walltime)
@@ -113,8 +126,9 @@ class TensorBoardSink(Sink):
     def write_audio(self, record: rec.Audio) -> None:
         from torch.utils.tensorboard.summary import audio
 
-        self._file.add_summary(audio(record.tag, record.sound, sample_rate=record.sample_rate), record.step,
-                               record.walltime)
+        self._file.add_summary(
+            audio(record.tag, record.sound, sample_rate=record.sample_rate), record.step, record.walltime
+        )
 
     def write_video(self, record: rec.Video) -> None:
         try:  # torch's video summary needs moviepy 1.x and only prints when it is missing
@@ -146,14 +160,14 @@ class TensorBoardSink(Sink):
     def write_graph(self, record: rec.Graph) -> None:
         from tensorboard.compat.proto import event_pb2
 
-        self._file.add_event(event_pb2.Event(graph_def=record.graph_def.SerializeToString(),
-                                             wall_time=record.walltime))
+        self._file.add_event(event_pb2.Event(graph_def=record.graph_def.SerializeToString(), wall_time=record.walltime))
 
     def write_embedding(self, record: rec.Embedding) -> None:
         if self._projector is None:
             self._projector = Projector(self.log_dir)
-        self._projector.add(record.mat, record.metadata, record.label_img, record.step, record.tag,
-                            record.metadata_header)
+        self._projector.add(
+            record.mat, record.metadata, record.label_img, record.step, record.tag, record.metadata_header
+        )
 
     def write_hparams(self, record: rec.HParams) -> None:
         from torch.utils.tensorboard.summary import hparams, scalar
@@ -179,6 +193,7 @@ class TensorBoardSink(Sink):
                 out[prefix + tag] = [[e.wall_time, e.step, e.value] for e in events]
         return out
 
+    @override
     def flush(self) -> None:
         if not os.path.isdir(self.log_dir):
             self._recreate()
@@ -188,9 +203,11 @@ class TensorBoardSink(Sink):
     def _recreate(self) -> None:
         """The log dir vanished (deleted under a running job): say so, make it again, write a new file there."""
         self.recreated += 1
-        self.warn(("deleted", self.recreated),
-                  f"the log dir {self.log_dir!r} was deleted during the run; it is created again and logging goes "
-                  "on in a new event file (what was written since the last flush went with the deleted directory)")
+        self.warn(
+            ("deleted", self.recreated),
+            f"the log dir {self.log_dir!r} was deleted during the run; it is created again and logging goes "
+            "on in a new event file (what was written since the last flush went with the deleted directory)",
+        )
         for event_file in (self._file, *self._sub_runs.values()):
             try:
                 event_file.close()
@@ -200,6 +217,7 @@ class TensorBoardSink(Sink):
         ensure_writable_dir(self.log_dir)
         self._file = EventFile(self.log_dir, self._filename_suffix)
 
+    @override
     def close(self) -> None:
         for event_file in (self._file, *self._sub_runs.values()):
             event_file.close()
