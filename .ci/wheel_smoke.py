@@ -70,6 +70,8 @@ def source_files(source: Path) -> list[str]:
         for path in sorted((source / package).rglob("*.py")):
             if "__pycache__" not in path.parts:
                 files.append(path.relative_to(source).as_posix())
+        if (source / package / "py.typed").is_file():
+            files.append(f"{package}/py.typed")  # the typing marker ships too
     if not any(f.startswith("trackers/adapters/") for f in files):
         raise AssertionError(f"no trackers/adapters/*.py under {source}: wrong --source?")
     return files
@@ -351,6 +353,20 @@ def main() -> int:
         if done.returncode != 0 or "train/loss" not in done.stdout:
             raise AssertionError(f"exit {done.returncode}: {done.stdout[-1000:]} {done.stderr[-2000:]}")
         return f"{script} lists train/loss"
+
+    @check("looptrack names (one registry: callbacks, sinks, loop adapters)")
+    def _names() -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "trackers", "names"], capture_output=True, text=True, timeout=120, cwd=workdir
+        )
+        lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+        if (
+            done.returncode != 0
+            or "tensorboard" not in lines.get("sinks", "")
+            or "lightning" not in lines.get("loop adapters", "")
+        ):
+            raise AssertionError(f"exit {done.returncode}: {done.stdout[-1000:]} {done.stderr[-2000:]}")
+        return "; ".join(f"{kind} {len(names.split(', '))}" for kind, names in lines.items())
 
     print("\n=== looptrack wheel smoke test ===")
     print(f"modules imported ({len(imported)}): {', '.join(imported)}")

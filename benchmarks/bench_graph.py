@@ -16,13 +16,13 @@ import warnings
 
 import torch
 import torchvision
-from torch.utils.tensorboard import SummaryWriter
-
 from benchmarks_path import add_repo_to_path
+from torch.utils.tensorboard import SummaryWriter
 
 add_repo_to_path()
 
 from common import machine  # noqa: E402
+
 from trackers.tensorboard.graphdef import trace_graph  # noqa: E402
 
 
@@ -52,10 +52,14 @@ def main() -> None:
         our_warnings += sum("TorchScript" in str(w.message) or "jit" in str(w.message) for w in caught)
     j, o = statistics.median(jit), statistics.median(ours)
     print(f"\nresnet18 graph, batch 16 of 3x32x32, median of {args.rounds}")
-    print(f"  {'SummaryWriter.add_graph (torch.jit.trace)':44s} {j * 1e3:8.1f} ms, {jit_warnings / args.rounds:.0f} "
-          "TorchScript warnings a call")
-    print(f"  {'GraphTrace (torch.fx + fake-tensor shapes)':44s} {o * 1e3:8.1f} ms, {our_warnings / args.rounds:.0f} "
-          f"warnings a call, {len(graph.node)} nodes")
+    print(
+        f"  {'SummaryWriter.add_graph (torch.jit.trace)':44s} {j * 1e3:8.1f} ms, {jit_warnings / args.rounds:.0f} "
+        "TorchScript warnings a call"
+    )
+    print(
+        f"  {'GraphTrace (torch.fx + fake-tensor shapes)':44s} {o * 1e3:8.1f} ms, {our_warnings / args.rounds:.0f} "
+        f"warnings a call, {len(graph.node)} nodes"
+    )
     print(f"  ratio: {j / o:.1f}x faster")
 
 

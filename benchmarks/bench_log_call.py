@@ -17,13 +17,13 @@ import argparse
 import tempfile
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
-
 from benchmarks_path import add_repo_to_path
+from torch.utils.tensorboard import SummaryWriter
 
 add_repo_to_path()
 
 from common import interleaved, machine, timed  # noqa: E402
+
 from trackers import Tracker  # noqa: E402
 
 

@@ -14,17 +14,17 @@ import statistics
 import tempfile
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
-
 from benchmarks_path import add_repo_to_path
+from torch.utils.tensorboard import SummaryWriter
 
 add_repo_to_path()
 
+from common import machine, paired_rounds, timed, tutorial_step  # noqa: E402
+
 from callbacks import LossLogger  # noqa: E402
-from common import machine, paired_rounds, timed  # noqa: E402
 from trackers import Tracker  # noqa: E402
-from trackers.tools.demo import TutorialNet  # noqa: E402
 from trackers.core.optimizers import OptimizerWatch  # noqa: E402
+from trackers.tools.demo import TutorialNet  # noqa: E402
 
 
 def main() -> None:
@@ -37,16 +37,7 @@ def main() -> None:
     torch.manual_seed(0)
     batches = [(torch.randn(args.batch_size, 1, 28, 28), torch.randint(0, 10, (args.batch_size,))) for _ in range(32)]
     net = TutorialNet()
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
-    criterion = torch.nn.CrossEntropyLoss()
-
-    def step(inputs, labels):
-        optimizer.zero_grad()
-        loss = criterion(net(inputs), labels)
-        loss.backward()
-        optimizer.step()
-        return loss
-
+    step = tutorial_step(net, torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9))
     root = tempfile.mkdtemp()
     tracker = Tracker(net, callbacks=[LossLogger(every_n_steps=50)], writer=f"{root}/looptrack")
     tracked_step = tracker.train_step(step)
@@ -62,6 +53,7 @@ def main() -> None:
                     if i % 50 == 49:
                         summary_writer.add_scalar("training loss", running / 50, i)
                         running = 0.0
+
         return timed(loop) / args.steps
 
     def bare() -> float:
@@ -75,8 +67,11 @@ def main() -> None:
 
     for warm in (bare, looptrack, tutorial):
         warm()
-    variants = {"bare loop": bare, "looptrack LossLogger(50)": looptrack,
-                "tutorial (.item() every step + add_scalar)": tutorial}
+    variants = {
+        "bare loop": bare,
+        "looptrack LossLogger(50)": looptrack,
+        "tutorial (.item() every step + add_scalar)": tutorial,
+    }
     rounds = paired_rounds(variants, args.rounds)
     tracker.close()
     summary_writer.close()
@@ -109,8 +104,10 @@ def hooks_cost(calls: int = 20_000, rounds: int = 7) -> None:
     watch = OptimizerWatch(model, first_seen=lambda optimizer: None)
     with_watch = statistics.median(steps() for _ in range(rounds))
     watch.remove()
-    print(f"  optimizer step hooks: {1e6 * (with_watch - without):.2f} us per optimizer.step() "
-          f"({1e6 * without:.1f} us without, {1e6 * with_watch:.1f} us with)")
+    print(
+        f"  optimizer step hooks: {1e6 * (with_watch - without):.2f} us per optimizer.step() "
+        f"({1e6 * without:.1f} us without, {1e6 * with_watch:.1f} us with)"
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ add_repo_to_path()
 from common import machine  # noqa: E402
 
 CHILD = r"""
-import resource, sys, torch, torch.nn.functional as F
-sys.path.insert(0, {root!r})
+import resource, sys, torch
+sys.path[:0] = [{root!r}, {here!r}]
+from common import tutorial_step
 from trackers.tools.demo import CLASSES, TutorialNet
 mode, steps, log_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 torch.manual_seed(0)
@@ -29,9 +30,7 @@ net = TutorialNet()
 opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 data = [(torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))) for _ in range(64)]
 val = [(torch.randn(500, 1, 28, 28), torch.randint(0, 10, (500,))) for _ in range(20)]
-
-def step(x, y):
-    opt.zero_grad(); loss = F.cross_entropy(net(x), y); loss.backward(); opt.step(); return loss
+step = tutorial_step(net, opt)
 
 if mode == "bare":
     for i in range(steps):
@@ -58,10 +57,12 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 def peak_kib(mode: str, steps: int) -> int:
     import os
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.abspath(__file__))
+    child = CHILD.format(root=os.path.dirname(here), here=here)
     with tempfile.TemporaryDirectory() as log_dir:
-        out = subprocess.run([sys.executable, "-c", CHILD.format(root=root), mode, str(steps), log_dir],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", child, mode, str(steps), log_dir], capture_output=True, text=True, check=True
+        ).stdout
     return int(out.strip().splitlines()[-1])
 
 

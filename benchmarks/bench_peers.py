@@ -28,13 +28,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
-
 from benchmarks_path import add_repo_to_path
+from torch.utils.data import DataLoader, TensorDataset
 
 add_repo_to_path()
 
-from common import machine  # noqa: E402
+from common import machine, tutorial_step  # noqa: E402
+
 from trackers.tools.demo import CLASSES, TutorialNet  # noqa: E402
 
 LOSS_EVERY, FIGURE_EVERY, HIST_EVERY = 50, 500, 100
@@ -66,8 +66,10 @@ def plot_classes_preds(net, images, labels):
         ax = fig.add_subplot(1, 4, idx + 1, xticks=[], yticks=[])
         img = images[idx].mean(dim=0) / 2 + 0.5
         plt.imshow(img.numpy(), cmap="Greys")
-        ax.set_title(f"{CLASSES[preds[idx]]}, {probs[idx] * 100.0:.1f}%\n(label: {CLASSES[labels[idx]]})",
-                     color=("green" if preds[idx] == labels[idx].item() else "red"))
+        ax.set_title(
+            f"{CLASSES[preds[idx]]}, {probs[idx] * 100.0:.1f}%\n(label: {CLASSES[labels[idx]]})",
+            color=("green" if preds[idx] == labels[idx].item() else "red"),
+        )
     return fig
 
 
@@ -101,7 +103,7 @@ class Setup:
 
     def batches(self):
         b = self.args.batch
-        return [(self.x[i:i + b], self.y[i:i + b]) for i in range(0, len(self.x), b)]
+        return [(self.x[i : i + b], self.y[i : i + b]) for i in range(0, len(self.x), b)]
 
     def train_loader(self):
         return DataLoader(TensorDataset(self.x, self.y), batch_size=self.args.batch)
@@ -118,16 +120,14 @@ def run_bare(s: Setup, log: bool = False) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     net, opt = s.fresh()
+    step = tutorial_step(net, opt)
     writer = SummaryWriter(f"{s.root}/seeds{time.time()}") if log else None
     batches = s.batches()
     if log:
         seed_graph(writer, net, batches[0][0])
     running = 0.0
     for i, (x, y) in enumerate(batches):
-        opt.zero_grad()
-        loss = F.cross_entropy(net(x), y)
-        loss.backward()
-        opt.step()
+        loss = step(x, y)
         if log:
             running += loss.item()
             if i % LOSS_EVERY == LOSS_EVERY - 1:
@@ -148,9 +148,13 @@ def looptrack_callbacks():
     from callbacks import GraphTrace, LossLogger, ParameterHistograms, PRCurves, PredictionFigure
 
     classes = list(CLASSES)
-    return [LossLogger(every_n_steps=LOSS_EVERY), PredictionFigure(classes, every_n_steps=FIGURE_EVERY),
-            ParameterHistograms(every_n_steps=HIST_EVERY, gradients=False),  # parameters only, as the seeds
-            PRCurves(classes), GraphTrace()]
+    return [
+        LossLogger(every_n_steps=LOSS_EVERY),
+        PredictionFigure(classes, every_n_steps=FIGURE_EVERY),
+        ParameterHistograms(every_n_steps=HIST_EVERY, gradients=False),  # parameters only, as the seeds
+        PRCurves(classes),
+        GraphTrace(),
+    ]
 
 
 def run_looptrack(s: Setup) -> None:
@@ -158,13 +162,7 @@ def run_looptrack(s: Setup) -> None:
 
     net, opt = s.fresh()
     with Tracker(net, callbacks=looptrack_callbacks(), writer=f"{s.root}/lt{time.time()}") as tracker:
-        @tracker.train_step
-        def train_step(x, y):
-            opt.zero_grad()
-            loss = F.cross_entropy(net(x), y)
-            loss.backward()
-            opt.step()
-            return loss
+        train_step = tracker.train_step(tutorial_step(net, opt))
 
         @tracker.eval_step
         def eval_step(x, y):
@@ -206,9 +204,18 @@ def _lightning_module(net, opt):
 def _lightning_trainer(s: Setup, logger, callbacks):
     import lightning.pytorch as pl
 
-    return pl.Trainer(max_epochs=1, logger=logger, callbacks=callbacks, log_every_n_steps=LOSS_EVERY,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      num_sanity_val_steps=0, accelerator="cpu", devices=1)
+    return pl.Trainer(
+        max_epochs=1,
+        logger=logger,
+        callbacks=callbacks,
+        log_every_n_steps=LOSS_EVERY,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        devices=1,
+    )
 
 
 def run_lightning(s: Setup, mode: str) -> None:
@@ -220,6 +227,7 @@ def run_lightning(s: Setup, mode: str) -> None:
     if mode == "none":
         trainer = _lightning_trainer(s, False, [])
     elif mode == "tensorboard":
+
         class SameLogging(pl.Callback):
             def __init__(self):
                 self.outputs = []
@@ -232,8 +240,9 @@ def run_lightning(s: Setup, mode: str) -> None:
                 if step % HIST_EVERY == HIST_EVERY - 1:
                     seed_histograms(trainer.logger.experiment, net, step)
                 if step % FIGURE_EVERY == FIGURE_EVERY - 1:
-                    trainer.logger.experiment.add_figure("predictions vs. actuals",
-                                                         plot_classes_preds(net, batch[0], batch[1]), step)
+                    trainer.logger.experiment.add_figure(
+                        "predictions vs. actuals", plot_classes_preds(net, batch[0], batch[1]), step
+                    )
 
             def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
                 self.outputs.append(outputs["outputs"])
@@ -254,9 +263,9 @@ def run_ignite(s: Setup, mode: str) -> None:
     from ignite.engine import Events, create_supervised_evaluator, create_supervised_trainer
 
     net, opt = s.fresh()
-    trainer = create_supervised_trainer(net, opt, F.cross_entropy,
-                                        output_transform=lambda x, y, y_pred, loss: {"loss": loss, "y_pred": y_pred,
-                                                                                     "y": y})
+    trainer = create_supervised_trainer(
+        net, opt, F.cross_entropy, output_transform=lambda x, y, y_pred, loss: {"loss": loss, "y_pred": y_pred, "y": y}
+    )
     evaluator = create_supervised_evaluator(net)
 
     @trainer.on(Events.EPOCH_COMPLETED)
@@ -267,8 +276,11 @@ def run_ignite(s: Setup, mode: str) -> None:
         from ignite.handlers.tensorboard_logger import OutputHandler, TensorboardLogger, WeightsHistHandler
 
         tb = TensorboardLogger(log_dir=f"{s.root}/ig{time.time()}")
-        tb.attach(trainer, log_handler=OutputHandler(tag="training", output_transform=lambda o: {"loss": o["loss"]}),
-                  event_name=Events.ITERATION_COMPLETED(every=LOSS_EVERY))
+        tb.attach(
+            trainer,
+            log_handler=OutputHandler(tag="training", output_transform=lambda o: {"loss": o["loss"]}),
+            event_name=Events.ITERATION_COMPLETED(every=LOSS_EVERY),
+        )
         tb.attach(trainer, log_handler=WeightsHistHandler(net), event_name=Events.ITERATION_COMPLETED(every=HIST_EVERY))
 
         @trainer.on(Events.STARTED)
@@ -282,13 +294,16 @@ def run_ignite(s: Setup, mode: str) -> None:
 
         outputs = []
         evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(e.state.output[0]))
-        trainer.add_event_handler(Events.COMPLETED, lambda e: (seed_pr_curves(tb.writer, torch.cat(outputs), s.vy,
-                                                                              e.state.iteration), tb.close()))
+        trainer.add_event_handler(
+            Events.COMPLETED,
+            lambda e: (seed_pr_curves(tb.writer, torch.cat(outputs), s.vy, e.state.iteration), tb.close()),
+        )
     elif mode == "looptrack":
         from trackers import Tracker
 
         Tracker(net, callbacks=looptrack_callbacks(), writer=f"{s.root}/ltig{time.time()}").attach(
-            trainer, evaluator=evaluator)
+            trainer, evaluator=evaluator
+        )
     trainer.run(s.train_loader(), max_epochs=1)
 
 
@@ -318,9 +333,13 @@ def main() -> None:
             raise ImportError
         import lightning.pytorch  # noqa: F401
 
-        variants.update({"Lightning, no logging": lambda: run_lightning(s, "none"),
-                         "Lightning + TensorBoardLogger": lambda: run_lightning(s, "tensorboard"),
-                         "looptrack attached to Lightning": lambda: run_lightning(s, "looptrack")})
+        variants.update(
+            {
+                "Lightning, no logging": lambda: run_lightning(s, "none"),
+                "Lightning + TensorBoardLogger": lambda: run_lightning(s, "tensorboard"),
+                "looptrack attached to Lightning": lambda: run_lightning(s, "looptrack"),
+            }
+        )
     except ImportError:
         print("(lightning not installed or not asked for: its rows are skipped)")
     try:
@@ -328,9 +347,13 @@ def main() -> None:
             raise ImportError
         import ignite  # noqa: F401
 
-        variants.update({"ignite, no logging": lambda: run_ignite(s, "none"),
-                         "ignite + TensorboardLogger": lambda: run_ignite(s, "tensorboard"),
-                         "looptrack attached to ignite": lambda: run_ignite(s, "looptrack")})
+        variants.update(
+            {
+                "ignite, no logging": lambda: run_ignite(s, "none"),
+                "ignite + TensorboardLogger": lambda: run_ignite(s, "tensorboard"),
+                "looptrack attached to ignite": lambda: run_ignite(s, "looptrack"),
+            }
+        )
     except ImportError:
         print("(ignite not installed or not asked for: its rows are skipped)")
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -341,31 +364,39 @@ def main() -> None:
             for name in names:
                 variants[name]()
         for repeat in range(args.repeats):
-            for name in (names if repeat % 2 == 0 else names[::-1]):
+            for name in names if repeat % 2 == 0 else names[::-1]:
                 start = time.perf_counter()
                 variants[name]()
                 times[name].append((time.perf_counter() - start) / args.steps)
     medians = {name: statistics.median(values) for name, values in times.items()}
     bests = {name: min(values) for name, values in times.items()}
-    print(f"\n{args.model}, batch {args.batch}, {args.steps} steps + validation over {args.val_samples} samples, "
-          f"whole runs x {args.repeats}; logging: loss/{LOSS_EVERY}, figure/{FIGURE_EVERY}, "
-          f"histograms/{HIST_EVERY}, PR curves and graph. 'best' is the fastest run of each variant: on a shared "
-          "machine noise only adds time, so it is the steadier estimate")
+    print(
+        f"\n{args.model}, batch {args.batch}, {args.steps} steps + validation over {args.val_samples} samples, "
+        f"whole runs x {args.repeats}; logging: loss/{LOSS_EVERY}, figure/{FIGURE_EVERY}, "
+        f"histograms/{HIST_EVERY}, PR curves and graph. 'best' is the fastest run of each variant: on a shared "
+        "machine noise only adds time, so it is the steadier estimate"
+    )
+
     def over(table: dict[str, float], name: str, floor: str) -> float:
         return 100 * (table[name] / table[floor] - 1)
 
     print(f"  {'variant':34s} {'median ms/step':>15s} {'vs bare':>8s} {'best ms/step':>13s} {'vs bare':>8s}")
     for name in times:
-        print(f"  {name:34s} {medians[name] * 1e3:15.3f} {over(medians, name, 'bare loop'):+7.1f}% "
-              f"{bests[name] * 1e3:13.3f} {over(bests, name, 'bare loop'):+7.1f}%")
+        print(
+            f"  {name:34s} {medians[name] * 1e3:15.3f} {over(medians, name, 'bare loop'):+7.1f}% "
+            f"{bests[name] * 1e3:13.3f} {over(bests, name, 'bare loop'):+7.1f}%"
+        )
     for framework, ours, peer, floor in (
-            ("plain loop", "looptrack (decorator)", "seeds' SummaryWriter code", "bare loop"),
-            ("Lightning", "looptrack attached to Lightning", "Lightning + TensorBoardLogger", "Lightning, no logging"),
-            ("ignite", "looptrack attached to ignite", "ignite + TensorboardLogger", "ignite, no logging")):
+        ("plain loop", "looptrack (decorator)", "seeds' SummaryWriter code", "bare loop"),
+        ("Lightning", "looptrack attached to Lightning", "Lightning + TensorBoardLogger", "Lightning, no logging"),
+        ("ignite", "looptrack attached to ignite", "ignite + TensorboardLogger", "ignite, no logging"),
+    ):
         if ours in medians:
-            print(f"  {framework}: logging costs looptrack {over(medians, ours, floor):+.1f}% "
-                  f"(best {over(bests, ours, floor):+.1f}%), the peer {over(medians, peer, floor):+.1f}% "
-                  f"(best {over(bests, peer, floor):+.1f}%) over {floor}")
+            print(
+                f"  {framework}: logging costs looptrack {over(medians, ours, floor):+.1f}% "
+                f"(best {over(bests, ours, floor):+.1f}%), the peer {over(medians, peer, floor):+.1f}% "
+                f"(best {over(bests, peer, floor):+.1f}%) over {floor}"
+            )
 
 
 if __name__ == "__main__":

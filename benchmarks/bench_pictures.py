@@ -22,14 +22,14 @@ import time
 
 import torch
 import torchvision
-from torch.utils.tensorboard import SummaryWriter
-
 from benchmarks_path import add_repo_to_path
+from torch.utils.tensorboard import SummaryWriter
 
 add_repo_to_path()
 
-from callbacks import ParameterHistograms, PRCurves  # noqa: E402
 from common import machine  # noqa: E402
+
+from callbacks import ParameterHistograms, PRCurves  # noqa: E402
 from trackers import TensorBoardWriter  # noqa: E402
 from trackers.core.state import BatchRecord, RunState  # noqa: E402
 
@@ -68,8 +68,10 @@ def bench_histograms(rounds: int, root: str) -> None:
     summary_writer.close()
     writer.close()
     b, o, d = statistics.median(baseline), statistics.median(ours), statistics.median(drain)
-    print(f"\nresnet18 parameter histograms ({n_values / 1e6:.1f}M values, {len(list(model.parameters()))} tensors), "
-          f"median of {rounds}")
+    print(
+        f"\nresnet18 parameter histograms ({n_values / 1e6:.1f}M values, {len(list(model.parameters()))} tensors), "
+        f"median of {rounds}"
+    )
     print(f"  {'SummaryWriter.add_histogram (training thread)':52s} {b * 1e3:9.1f} ms")
     print(f"  {'ParameterHistograms (training thread)':52s} {o * 1e3:9.1f} ms")
     print(f"  {'  then the writer thread, off the training thread':52s} {d * 1e3:9.1f} ms")
@@ -97,7 +99,9 @@ def bench_pr_curves(rounds: int, root: str, samples: int = 10_000, classes: int 
         state = RunState(model=None, writer=writer, step=r)
         callback.on_validation_start(state)
         for lo in range(0, samples, batch):  # what the validation pass hands it, batch by batch
-            callback.on_validation_batch_end(state, BatchRecord(None, targets[lo:lo + batch], outputs[lo:lo + batch]))
+            callback.on_validation_batch_end(
+                state, BatchRecord(None, targets[lo : lo + batch], outputs[lo : lo + batch])
+            )
         start = time.perf_counter()
         callback.on_train_end(state)
         ours.append(time.perf_counter() - start)
@@ -137,8 +141,10 @@ def bench_prediction_figure(rounds: int, root: str) -> None:
             ax = fig.add_subplot(1, 4, idx + 1, xticks=[], yticks=[])
             img = images[idx].mean(dim=0) / 2 + 0.5
             plt.imshow(img.numpy(), cmap="Greys")
-            ax.set_title(f"{CLASSES[preds[idx]]}, {probs[idx] * 100.0:.1f}%\n(label: {CLASSES[labels[idx]]})",
-                         color=("green" if preds[idx] == labels[idx].item() else "red"))
+            ax.set_title(
+                f"{CLASSES[preds[idx]]}, {probs[idx] * 100.0:.1f}%\n(label: {CLASSES[labels[idx]]})",
+                color=("green" if preds[idx] == labels[idx].item() else "red"),
+            )
         return fig
 
     summary_writer = SummaryWriter(f"{root}/fig_sw", flush_secs=3600)

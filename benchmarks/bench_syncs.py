@@ -16,28 +16,16 @@ import tempfile
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-
 from benchmarks_path import add_repo_to_path
 
 add_repo_to_path()
 
+from common import SyncCounter, machine  # noqa: E402
+
 from callbacks import LearningRate, LossLogger, ParameterHistograms, PRCurves  # noqa: E402
-from common import machine  # noqa: E402
 from trackers import Tracker  # noqa: E402
 
 STEPS_OF_DATA, BATCH, ACCUMULATE = 80, 16, 2
-
-
-class SyncCounter(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.syncs = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.syncs += 1
-        return func(*args, **(kwargs or {}))
 
 
 def net() -> torch.nn.Module:
@@ -47,13 +35,19 @@ def net() -> torch.nn.Module:
 
 def batches(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(0)
-    return [(torch.randn(BATCH, 16, generator=generator), torch.randint(0, 4, (BATCH,), generator=generator))
-            for _ in range(n)]
+    return [
+        (torch.randn(BATCH, 16, generator=generator), torch.randint(0, 4, (BATCH,), generator=generator))
+        for _ in range(n)
+    ]
 
 
 def callbacks() -> list:
-    return [LossLogger(every_n_steps=10), ParameterHistograms(every_n_steps=10), LearningRate(every_n_steps=10),
-            PRCurves(classes=["a", "b", "c", "d"])]
+    return [
+        LossLogger(every_n_steps=10),
+        ParameterHistograms(every_n_steps=10),
+        LearningRate(every_n_steps=10),
+        PRCurves(classes=["a", "b", "c", "d"]),
+    ]
 
 
 def plain(tracked: bool) -> int:
@@ -108,9 +102,17 @@ def lightning(tracked: bool) -> int:
     module = Module()
     data = batches(STEPS_OF_DATA)
     loader = torch.utils.data.DataLoader(data, batch_size=None)
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", devices=1, num_sanity_val_steps=0,
-                         accumulate_grad_batches=ACCUMULATE)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        num_sanity_val_steps=0,
+        accumulate_grad_batches=ACCUMULATE,
+    )
     tracker = Tracker(module, callbacks=callbacks(), writer=tempfile.mkdtemp()).attach(trainer) if tracked else None
     with SyncCounter() as counter:
         trainer.fit(module, loader, torch.utils.data.DataLoader(batches(10), batch_size=None))
@@ -128,8 +130,11 @@ def ignite(tracked: bool) -> int:
     trainer = create_supervised_trainer(model, optimizer, F.cross_entropy, gradient_accumulation_steps=ACCUMULATE)
     evaluator = create_supervised_evaluator(model, metrics={"loss": Loss(F.cross_entropy)})
     trainer.add_event_handler(Events.COMPLETED, lambda _: evaluator.run(batches(10)))
-    tracker = Tracker(model, callbacks=callbacks(), writer=tempfile.mkdtemp()).attach(
-        trainer, evaluator=evaluator) if tracked else None
+    tracker = (
+        Tracker(model, callbacks=callbacks(), writer=tempfile.mkdtemp()).attach(trainer, evaluator=evaluator)
+        if tracked
+        else None
+    )
     with SyncCounter() as counter:
         trainer.run(batches(STEPS_OF_DATA), max_epochs=1)
         if tracker is not None:
@@ -139,8 +144,10 @@ def ignite(tracked: bool) -> int:
 
 def main() -> None:
     print(machine())
-    print(f"{STEPS_OF_DATA} micro-batches of {BATCH}, accumulation {ACCUMULATE} "
-          f"({STEPS_OF_DATA // ACCUMULATE} optimizer steps), 10 validation batches; logging every 10 steps")
+    print(
+        f"{STEPS_OF_DATA} micro-batches of {BATCH}, accumulation {ACCUMULATE} "
+        f"({STEPS_OF_DATA // ACCUMULATE} optimizer steps), 10 validation batches; logging every 10 steps"
+    )
     print(f"{'loop':<10} {'bare':>6} {'tracked':>8} {'added':>6}")
     for name, run in (("plain", plain), ("lightning", lightning), ("ignite", ignite)):
         bare, tracked = run(False), run(True)

@@ -1,4 +1,4 @@
-"""Shared bits of the benchmark scripts: the machine line, interleaved rounds, medians."""
+"""Shared bits of the benchmark scripts: machine line, interleaved rounds, medians, tutorial step, sync counter."""
 
 from __future__ import annotations
 
@@ -7,14 +7,21 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
-    return (f"machine: {platform.system()} {platform.machine()} ({cpu}), {os.cpu_count()} cores, "
-            f"torch {torch.__version__} with {torch.get_num_threads()} threads, python {platform.python_version()}")
+    return (
+        f"machine: {platform.system()} {platform.machine()} ({cpu}), {os.cpu_count()} cores, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads, python {platform.python_version()}"
+    )
 
 
 def interleaved(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
@@ -28,7 +35,7 @@ def paired_rounds(variants: dict[str, Callable[[], float]], rounds: int) -> dict
     results: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
     for round_index in range(rounds):
-        for name in (names if round_index % 2 == 0 else names[::-1]):
+        for name in names if round_index % 2 == 0 else names[::-1]:
             results[name].append(variants[name]())
     return results
 
@@ -37,3 +44,31 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def tutorial_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Step:
+    """The PyTorch TensorBoard tutorial's training step: zero_grad, cross-entropy, backward, optimizer step."""
+
+    def step(inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(net(inputs), labels)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+class SyncCounter(TorchDispatchMode):
+    """Counts host syncs in its block: ``.item()`` and friends dispatch ``aten._local_scalar_dense``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.syncs = 0
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.syncs += 1
+        return func(*args, **(kwargs or {}))

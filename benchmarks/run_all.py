@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 RUNS = {
     "bench_peers.py": [
         ["--model", "cnn", "--batch", "64", "--steps", "500"],

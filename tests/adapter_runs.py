@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from conftest import TinyNet, load_run
+from helpers import RecordingCallback, train_tutorial
 
 from callbacks import Callback, LossLogger, PRCurves
-from conftest import TinyNet, load_run
 from trackers import Tracker
 
 EPOCHS, TRAIN_BATCHES, VAL_BATCHES, BATCH = 2, 3, 2, 8
@@ -14,8 +14,13 @@ EPOCHS, TRAIN_BATCHES, VAL_BATCHES, BATCH = 2, 3, 2, 8
 
 def data() -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[tuple[torch.Tensor, torch.Tensor]]]:
     generator = torch.Generator().manual_seed(0)
-    make = lambda n: [(torch.randn(BATCH, 8, generator=generator), torch.randint(0, 3, (BATCH,), generator=generator))
-                      for _ in range(n)]
+
+    def make(n):
+        return [
+            (torch.randn(BATCH, 8, generator=generator), torch.randint(0, 3, (BATCH,), generator=generator))
+            for _ in range(n)
+        ]
+
     return make(TRAIN_BATCHES), make(VAL_BATCHES)
 
 
@@ -29,21 +34,8 @@ def loader(batches):
     return torch.utils.data.DataLoader(dataset(batches), batch_size=BATCH, shuffle=False)
 
 
-class Recorder(Callback):
-    """The hook names, in order, with the step each saw."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int]] = []
-
-
-for _name in ("on_train_start", "on_train_epoch_start", "on_train_batch_start", "on_train_batch_end",
-              "on_validation_start", "on_validation_batch_start", "on_validation_batch_end", "on_validation_end",
-              "on_train_epoch_end", "on_train_end"):
-    setattr(Recorder, _name, (lambda name: lambda self, state, *a: self.calls.append((name, state.step)))(_name))
-
-
-def callbacks() -> tuple[list[Callback], Recorder]:
-    recorder = Recorder()
+def callbacks() -> tuple[list[Callback], RecordingCallback]:
+    recorder = RecordingCallback()
     return [LossLogger(every_n_steps=2), PRCurves(classes=["a", "b", "c"]), recorder], recorder
 
 
@@ -52,32 +44,20 @@ def tiny_net() -> TinyNet:
     return TinyNet()
 
 
-def decorator_run(log_dir, val_loss: bool = True) -> Recorder:
+def decorator_run(log_dir, val_loss: bool = True) -> RecordingCallback:
     net = tiny_net()
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     train, val = data()
     cbs, recorder = callbacks()
     with Tracker(net, callbacks=cbs, writer=str(log_dir)) as tracker:
-        @tracker.train_step
-        def train_step(x, y):
-            optimizer.zero_grad()
-            loss = F.cross_entropy(net(x), y)
-            loss.backward()
-            optimizer.step()
-            return loss
-
-        @tracker.eval_step
-        def eval_step(x, y):
-            with torch.no_grad():
-                logits = net(x)
-            return {"loss": F.cross_entropy(logits, y)} if val_loss else {"outputs": logits}
-
-        for _ in tracker.epochs(EPOCHS):
-            for x, y in train:
-                train_step(x, y)
-            with tracker.validation():
-                for x, y in val:
-                    eval_step(x, y)
+        train_tutorial(
+            tracker,
+            net,
+            train,
+            optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+            epochs=EPOCHS,
+            val=val,
+            val_outputs=not val_loss,
+        )
     return recorder
 
 

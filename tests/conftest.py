@@ -10,14 +10,25 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+# --doctest-modules imports every .py here: a script that runs on import is only started by its test
+collect_ignore = ["lightning_ddp_script.py"]
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_run(log_dir: str | os.PathLike[str]) -> EventAccumulator:
     """Read a run directory back with TensorBoard's EventAccumulator, keeping every event."""
-    accumulator = EventAccumulator(str(log_dir), size_guidance={
-        "scalars": 0, "histograms": 0, "images": 0, "tensors": 0, "compressedHistograms": 0, "audio": 0,
-    })
+    accumulator = EventAccumulator(
+        str(log_dir),
+        size_guidance={
+            "scalars": 0,
+            "histograms": 0,
+            "images": 0,
+            "tensors": 0,
+            "compressedHistograms": 0,
+            "audio": 0,
+        },
+    )
     accumulator.Reload()
     return accumulator
 
@@ -39,8 +50,10 @@ class TinyNet(torch.nn.Module):
 def make_batches(n: int, batch_size: int = 8, n_in: int = 8, n_classes: int = 3, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     return [
-        (torch.randn(batch_size, n_in, generator=generator),
-         torch.randint(0, n_classes, (batch_size,), generator=generator))
+        (
+            torch.randn(batch_size, n_in, generator=generator),
+            torch.randint(0, n_classes, (batch_size,), generator=generator),
+        )
         for _ in range(n)
     ]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from adapter_runs import EPOCHS, callbacks, data, decorator_run, loader, tiny_net, values, written
+
 from callbacks import LossLogger
 from trackers import Tracker
 
@@ -17,8 +17,11 @@ Events = ignite_engine.Events
 def _engines(net):
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     trainer = ignite_engine.create_supervised_trainer(
-        net, optimizer, F.cross_entropy,
-        output_transform=lambda x, y, y_pred, loss: {"loss": loss, "y_pred": y_pred, "y": y})
+        net,
+        optimizer,
+        F.cross_entropy,
+        output_transform=lambda x, y, y_pred, loss: {"loss": loss, "y_pred": y_pred, "y": y},
+    )
     evaluator = ignite_engine.create_supervised_evaluator(net)
     return trainer, evaluator
 
@@ -41,8 +44,9 @@ def test_ignite_run_equals_the_decorator_run(tmp_path):
     # on ignite's axis, engine.state.iteration: one to the right of the plain loop's 0-based count
     assert ignite_steps["train/loss"] == [s + 1 for s in decorator_steps["train/loss"]] == [2, 4, 6]
     assert [name for name, _ in recorder.calls] == [name for name, _ in reference.calls]
-    assert values(tmp_path / "ignite", "train/loss") == pytest.approx(values(tmp_path / "decorator", "train/loss"),
-                                                                      rel=1e-5)
+    assert values(tmp_path / "ignite", "train/loss") == pytest.approx(
+        values(tmp_path / "decorator", "train/loss"), rel=1e-5
+    )
 
 
 def test_default_float_output_still_logs_the_loss(tmp_path):
@@ -72,9 +76,9 @@ def test_an_exception_ends_the_run_and_propagates(tmp_path):
 
 
 # --------------------------------------------------------------- ignite's own idioms
+from conftest import load_run  # noqa: E402
 from ignite.metrics import Accuracy, Loss  # noqa: E402
 
-from conftest import load_run  # noqa: E402
 from trackers import LooptrackWarning  # noqa: E402
 
 
@@ -82,8 +86,9 @@ def _mnist_example_engines(net, **trainer_options):
     """As ignite's examples/mnist: default trainer output (loss.item()), the loss as an evaluator metric 'nll'."""
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     trainer = ignite_engine.create_supervised_trainer(net, optimizer, F.cross_entropy, **trainer_options)
-    evaluator = ignite_engine.create_supervised_evaluator(net, metrics={"accuracy": Accuracy(),
-                                                                        "nll": Loss(F.cross_entropy)})
+    evaluator = ignite_engine.create_supervised_evaluator(
+        net, metrics={"accuracy": Accuracy(), "nll": Loss(F.cross_entropy)}
+    )
     return trainer, evaluator
 
 
@@ -94,8 +99,11 @@ def test_points_land_where_ignites_own_tensorboard_logger_puts_them(tmp_path):
     trainer, evaluator = _mnist_example_engines(net)
     train, val = data()
     ignite_logger = TensorboardLogger(log_dir=str(tmp_path / "ignite_own"))
-    ignite_logger.attach(trainer, OutputHandler(tag="training", output_transform=lambda loss: {"batchloss": loss}),
-                         event_name=Events.ITERATION_COMPLETED(every=2))
+    ignite_logger.attach(
+        trainer,
+        OutputHandler(tag="training", output_transform=lambda loss: {"batchloss": loss}),
+        event_name=Events.ITERATION_COMPLETED(every=2),
+    )
     nll = []
 
     @trainer.on(Events.EPOCH_COMPLETED)
@@ -111,8 +119,10 @@ def test_points_land_where_ignites_own_tensorboard_logger_puts_them(tmp_path):
     ours = load_run(tmp_path / "ours")
     assert [e.step for e in ours.Scalars("train/loss")] == [e.step for e in theirs] == [2, 4, 6]
     # val/loss is the evaluator's Loss metric (found by type under the name 'nll'), at the epoch's last iteration
-    assert [(e.step, e.value) for e in ours.Scalars("val/loss")] == [(3, pytest.approx(nll[0], rel=1e-6)),
-                                                                     (6, pytest.approx(nll[1], rel=1e-6))]
+    assert [(e.step, e.value) for e in ours.Scalars("val/loss")] == [
+        (3, pytest.approx(nll[0], rel=1e-6)),
+        (6, pytest.approx(nll[1], rel=1e-6)),
+    ]
 
 
 def _process_function_run(tmp_path, step_output, **attach_options):
@@ -149,14 +159,20 @@ def test_the_training_loss_from_the_shapes_process_functions_return(tmp_path, sh
     }
     losses = _process_function_run(tmp_path, outputs[shape])
     assert [(e.step, e.value) for e in load_run(tmp_path).Scalars("train/loss")] == [
-        (3, pytest.approx(sum(losses[:3]) / 3, rel=1e-5)), (6, pytest.approx(sum(losses[3:]) / 3, rel=1e-5))]
+        (3, pytest.approx(sum(losses[:3]) / 3, rel=1e-5)),
+        (6, pytest.approx(sum(losses[3:]) / 3, rel=1e-5)),
+    ]
 
 
 def test_output_transform_says_where_the_loss_is_and_a_missing_loss_speaks_ignite(tmp_path):
-    losses = _process_function_run(tmp_path / "a", lambda loss, logits, y: {"objective": loss.item(), "n": 8},
-                                   output_transform=lambda output: output["objective"])
+    losses = _process_function_run(
+        tmp_path / "a",
+        lambda loss, logits, y: {"objective": loss.item(), "n": 8},
+        output_transform=lambda output: output["objective"],
+    )
     assert [e.value for e in load_run(tmp_path / "a").Scalars("train/loss")] == pytest.approx(
-        [sum(losses[:3]) / 3, sum(losses[3:]) / 3], rel=1e-5)
+        [sum(losses[:3]) / 3, sum(losses[3:]) / 3], rel=1e-5
+    )
     with pytest.warns(LooptrackWarning, match=r"state\.output.*output_transform") as caught:
         _process_function_run(tmp_path / "b", lambda loss, logits, y: {"objective": loss.item(), "n": 8})
     assert not any("decorated function" in str(w.message) for w in caught)
@@ -176,8 +192,9 @@ def test_gradient_accumulation_one_step_per_optimizer_step(tmp_path):
     points = [(e.step, e.value) for e in load_run(tmp_path).Scalars("train/loss")]
     assert stepped_at == [2, 4, 6]
     # ignite hands back loss * k, the micro-batch's own loss; a step's value is the mean of its two
-    assert points == [(2 * i + 2, pytest.approx((micro_losses[2 * i] + micro_losses[2 * i + 1]) / 2, rel=1e-5))
-                      for i in range(3)]
+    assert points == [
+        (2 * i + 2, pytest.approx((micro_losses[2 * i] + micro_losses[2 * i + 1]) / 2, rel=1e-5)) for i in range(3)
+    ]
 
 
 def test_evaluation_after_run_belongs_to_the_run_and_loss_fn_computes_a_missing_loss(tmp_path):
@@ -193,7 +210,9 @@ def test_evaluation_after_run_belongs_to_the_run_and_loss_fn_computes_a_missing_
     tracker.close()
     with torch.no_grad():
         expected = sum(F.cross_entropy(net(x), y).item() * len(y) for x, y in val) / sum(len(y) for _, y in val)
-    assert [(e.step, e.value) for e in load_run(tmp_path).Scalars("val/loss")] == [(3, pytest.approx(expected, rel=1e-5))]
+    assert [(e.step, e.value) for e in load_run(tmp_path).Scalars("val/loss")] == [
+        (3, pytest.approx(expected, rel=1e-5))
+    ]
 
 
 def test_attaching_twice_is_refused(tmp_path):

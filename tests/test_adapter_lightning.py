@@ -7,8 +7,8 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-
 from adapter_runs import EPOCHS, callbacks, data, decorator_run, loader, tiny_net, values, written
+
 from trackers import Tracker
 
 pl = pytest.importorskip("lightning.pytorch")
@@ -36,8 +36,16 @@ class Lit(pl.LightningModule):
 
 
 def _trainer(**overrides):
-    options = dict(max_epochs=EPOCHS, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, accelerator="cpu", devices=1, num_sanity_val_steps=2)
+    options = dict(
+        max_epochs=EPOCHS,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        num_sanity_val_steps=2,
+    )
     options.update(overrides)
     return pl.Trainer(**options)
 
@@ -78,8 +86,9 @@ def test_an_exception_in_fit_ends_the_run_and_propagates(tmp_path):
 
 
 # ------------------------------------------------------------ Lightning's own idioms
-from callbacks import LearningRate, LossLogger, ParameterHistograms  # noqa: E402
 from conftest import load_run  # noqa: E402
+
+from callbacks import LearningRate, LossLogger, ParameterHistograms  # noqa: E402
 
 
 class Basics(pl.LightningModule):
@@ -130,10 +139,13 @@ def test_logged_val_loss_on_lightnings_own_axis_and_test_after_fit(tmp_path):
     lightning_val = [(int(r["step"]), float(r["val_loss"])) for r in rows if r.get("val_loss")]
     run = load_run(tmp_path / "ours")
     assert [e.step for e in run.Scalars("train/loss")] == lightning_train_steps == [1, 3, 5]
-    assert [(e.step, e.value) for e in run.Scalars("val/loss")] == [(s, pytest.approx(v, rel=1e-6))
-                                                                    for s, v in lightning_val]
+    assert [(e.step, e.value) for e in run.Scalars("val/loss")] == [
+        (s, pytest.approx(v, rel=1e-6)) for s, v in lightning_val
+    ]
     assert run.Scalars("val/loss")[-1].value == pytest.approx(val_loss, rel=1e-6)
-    assert [(e.step, e.value) for e in run.Scalars("test/loss")] == [(5, pytest.approx(tested[0]["test_loss"], rel=1e-6))]
+    assert [(e.step, e.value) for e in run.Scalars("test/loss")] == [
+        (5, pytest.approx(tested[0]["test_loss"], rel=1e-6))
+    ]
 
 
 def test_gradient_accumulation_logs_the_step_loss_not_the_scaled_one(tmp_path):
@@ -156,13 +168,15 @@ def test_gradients_and_the_learning_rate_of_the_optimizer_lightning_made(tmp_pat
     module = Basics()
     trainer = _trainer(max_epochs=1, num_sanity_val_steps=0, limit_val_batches=0)
     train, _ = data()
-    with Tracker(module, callbacks=[ParameterHistograms(every_n_steps=1), LearningRate(every_n_steps=1)],
-                 writer=str(tmp_path)) as tracker:
+    with Tracker(
+        module, callbacks=[ParameterHistograms(every_n_steps=1), LearningRate(every_n_steps=1)], writer=str(tmp_path)
+    ) as tracker:
         tracker.attach(trainer)
         trainer.fit(module, loader(train))
     run = load_run(tmp_path)
     names = [name for name, _ in module.named_parameters()]
-    assert sorted(run.Tags()["histograms"]) == sorted([f"parameters/{n}" for n in names] +
-                                                      [f"gradients/{n}" for n in names])
+    assert sorted(run.Tags()["histograms"]) == sorted(
+        [f"parameters/{n}" for n in names] + [f"gradients/{n}" for n in names]
+    )
     assert [len(run.Histograms(f"gradients/{n}")) for n in names] == [3] * len(names)
     assert [(e.step, round(e.value, 6)) for e in run.Scalars("lr")] == [(0, 0.1), (1, 0.1), (2, 0.1)]

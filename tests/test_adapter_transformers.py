@@ -11,17 +11,25 @@ import warnings
 
 import pytest
 import torch
-
 from adapter_runs import BATCH, EPOCHS, TRAIN_BATCHES, VAL_BATCHES, callbacks, decorator_run, written
-from callbacks import Callback, LearningRate, LossLogger, ParameterHistograms
 from conftest import load_run
+
+from callbacks import Callback, LearningRate, LossLogger, ParameterHistograms
 from trackers import Tracker
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.slow
 
-CONFIG = dict(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-              num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+CONFIG = dict(
+    vocab_size=100,
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=64,
+    num_labels=3,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
 
 
 class TokenData(torch.utils.data.Dataset):
@@ -43,14 +51,25 @@ def bert():
 
 
 def make_trainer(tmp_path, model, *, n_train=24, n_eval=10, batch=4, **overrides):
-    options = dict(output_dir=str(tmp_path / "hf_out"), num_train_epochs=EPOCHS, per_device_train_batch_size=batch,
-                   per_device_eval_batch_size=batch, eval_strategy="epoch", save_strategy="no",
-                   logging_strategy="steps", logging_steps=2, learning_rate=1e-3, report_to=[], use_cpu=True,
-                   disable_tqdm=True)
+    options = dict(
+        output_dir=str(tmp_path / "hf_out"),
+        num_train_epochs=EPOCHS,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=batch,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=2,
+        learning_rate=1e-3,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
     options.update(overrides)
     args = transformers.TrainingArguments(**options)
-    return transformers.Trainer(model=model, args=args, train_dataset=TokenData(n_train, 0),
-                                eval_dataset=TokenData(n_eval, 1))
+    return transformers.Trainer(
+        model=model, args=args, train_dataset=TokenData(n_train, 0), eval_dataset=TokenData(n_eval, 1)
+    )
 
 
 def logged(trainer, key):
@@ -79,8 +98,9 @@ class Batches(Callback):
 def test_transformers_run_matches_the_decorator_run_one_step_later(tmp_path):
     reference = decorator_run(tmp_path / "decorator")
     model = bert()
-    trainer = make_trainer(tmp_path, model, n_train=TRAIN_BATCHES * BATCH, n_eval=VAL_BATCHES * BATCH, batch=BATCH,
-                           logging_strategy="no")
+    trainer = make_trainer(
+        tmp_path, model, n_train=TRAIN_BATCHES * BATCH, n_eval=VAL_BATCHES * BATCH, batch=BATCH, logging_strategy="no"
+    )
     cbs, recorder = callbacks()
     batches = Batches()
     tracker = Tracker(model, callbacks=[*cbs, batches], writer=str(tmp_path / "transformers"))
@@ -105,14 +125,17 @@ def test_transformers_run_matches_the_decorator_run_one_step_later(tmp_path):
 
 
 # ----------------------------------------------------------------------------------- the axis and the train loss
-@pytest.mark.parametrize("accumulation, n_train, logging_steps", [
-    pytest.param(1, 16, 2, id="no-accumulation"),
-    pytest.param(2, 16, 2, id="accumulate-2"),
-    pytest.param(2, 12, 1, id="accumulate-2-uneven-epoch-log-every-step"),
-    pytest.param(2, 12, 2, id="accumulate-2-uneven-epoch"),
-])
+@pytest.mark.parametrize(
+    "accumulation, n_train, logging_steps",
+    [
+        pytest.param(1, 16, 2, id="no-accumulation"),
+        pytest.param(2, 16, 2, id="accumulate-2"),
+        pytest.param(2, 12, 1, id="accumulate-2-uneven-epoch-log-every-step"),
+        pytest.param(2, 12, 2, id="accumulate-2-uneven-epoch"),
+    ],
+)
 def test_train_loss_is_the_trainers_logged_loss_on_its_global_step(tmp_path, accumulation, n_train, logging_steps):
-    """``LossLogger(every_n_steps=N)`` logs where ``logging_steps=N`` would log ``loss``: the mean over every micro-batch.
+    """``LossLogger(every_n_steps=N)`` logs where ``logging_steps=N`` would log ``loss``: the mean of every micro-batch.
 
     The Trainer logs every step here (its per-step ``loss`` is the mean of that step's micro-batches); a window
     of N steps is their mean weighted by micro-batches. Batch 4: 16 samples are 4 micro-batches an epoch; 12 are
@@ -120,8 +143,7 @@ def test_train_loss_is_the_trainers_logged_loss_on_its_global_step(tmp_path, acc
     micro-batches and the Trainer's mean over steps differ; looptrack takes the former).
     """
     model = bert()
-    trainer = make_trainer(tmp_path, model, n_train=n_train, gradient_accumulation_steps=accumulation,
-                           logging_steps=1)
+    trainer = make_trainer(tmp_path, model, n_train=n_train, gradient_accumulation_steps=accumulation, logging_steps=1)
     tracker = Tracker(model, callbacks=[LossLogger(every_n_steps=logging_steps)], writer=str(tmp_path / "run"))
     tracker.attach(trainer)
     with warnings.catch_warnings(record=True) as caught:
@@ -190,11 +212,11 @@ class Reference(transformers.TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         self.gradients[state.global_step + 1] = {
-            name: p.grad.detach().clone() for name, p in self.model.named_parameters() if p.grad is not None}
+            name: p.grad.detach().clone() for name, p in self.model.named_parameters() if p.grad is not None
+        }
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.parameters[state.global_step] = {
-            name: p.detach().clone() for name, p in self.model.named_parameters()}
+        self.parameters[state.global_step] = {name: p.detach().clone() for name, p in self.model.named_parameters()}
 
 
 def test_gradient_histograms_of_every_trainable_parameter_before_the_optimizer_step(tmp_path):
@@ -216,7 +238,8 @@ def test_gradient_histograms_of_every_trainable_parameter_before_the_optimizer_s
     assert len(gradient_tags) == len(trainable)
     assert gradient_tags == sorted(f"gradients/{name}" for name in trainable)
     assert sorted(tag for tag in histograms if tag.startswith("parameters/")) == sorted(
-        f"parameters/{name}" for name, _ in model.named_parameters())
+        f"parameters/{name}" for name, _ in model.named_parameters()
+    )
     assert all(set(reference.gradients[step]) == set(trainable) for step in steps)
     for name in trainable:
         gradients = run.Histograms(f"gradients/{name}")
@@ -231,8 +254,7 @@ def test_gradient_histograms_of_every_trainable_parameter_before_the_optimizer_s
         assert [e.step for e in parameters] == steps
         for event in parameters:
             expected = reference.parameters[event.step][name]  # the weights after that step
-            assert event.histogram_value.sum_squares == pytest.approx(
-                expected.double().square().sum().item(), rel=1e-5)
+            assert event.histogram_value.sum_squares == pytest.approx(expected.double().square().sum().item(), rel=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------- learning rate

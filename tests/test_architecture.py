@@ -91,13 +91,20 @@ def test_no_private_name_crosses_a_module(module):
     for line, target, names in _imports(MODULES[module]):
         if any(part.startswith("_") and not part.startswith("__") for part in target.split(".")):
             problems.append(f"line {line}: imports the private module {target}")
-        problems += [f"line {line}: imports {target}.{name}" for name in names
-                     if name.startswith("_") and not name.startswith("__")]
+        problems += [
+            f"line {line}: imports {target}.{name}"
+            for name in names
+            if name.startswith("_") and not name.startswith("__")
+        ]
     tree = ast.parse(MODULES[module].read_text())
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
-                and node.attr not in PUBLIC_BY_CONVENTION
-                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and node.attr not in PUBLIC_BY_CONVENTION
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
             problems.append(f"line {node.lineno}: reaches into {ast.unparse(node)}")
     assert not problems, f"{module}: " + "; ".join(problems)
 

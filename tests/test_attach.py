@@ -31,8 +31,9 @@ def test_recognised_by_class_path_without_importing_frameworks():
         adapter_for(fake("my.own", "Trainer"))
 
 
-@pytest.mark.parametrize("module, extra", [("lightning.pytorch", "lightning"), ("ignite.engine", "ignite"),
-                                           ("transformers", "transformers")])
+@pytest.mark.parametrize(
+    "module, extra", [("lightning.pytorch", "lightning"), ("ignite.engine", "ignite"), ("transformers", "transformers")]
+)
 def test_a_missing_framework_names_the_pip_command(monkeypatch, module, extra):
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(ModuleNotFoundError, match=rf"pip install 'looptrack\[{extra}\]'"):
@@ -41,11 +42,12 @@ def test_a_missing_framework_names_the_pip_command(monkeypatch, module, extra):
 
 def test_pytorch_lightning_package_works_too(tmp_path):
     pl = pytest.importorskip("pytorch_lightning")
-    from adapter_runs import data, loader, tiny_net
-    import torch.nn.functional as F
     import torch
-    from callbacks import LossLogger
+    import torch.nn.functional as F
+    from adapter_runs import data, loader, tiny_net
     from conftest import scalar_series
+
+    from callbacks import LossLogger
 
     class Lit(pl.LightningModule):
         def __init__(self):
@@ -59,8 +61,15 @@ def test_pytorch_lightning_package_works_too(tmp_path):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     module = Lit()
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", devices=1)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
     Tracker(module, callbacks=[LossLogger(every_n_steps=1)], writer=str(tmp_path)).attach(trainer)
     trainer.fit(module, loader(data()[0]))
     assert [s for s, _ in scalar_series(tmp_path, "train/loss")] == [0, 1, 2]

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 import torch
-
 from conftest import PYTHON, load_run
+
 from trackers import TensorBoardWriter
 from trackers.tools.cli import main
 from trackers.tools.demo import SyntheticFashionMNIST, TutorialNet, fresh_log_dir
@@ -43,7 +43,8 @@ def test_export_csv_and_json(tmp_path, capsys):
     assert main(["export", str(tmp_path / "runs"), "--format", "csv", "-o", str(tmp_path / "s.csv")]) == 0
     rows = list(csv.DictReader(io.StringIO((tmp_path / "s.csv").read_text())))
     assert [(r["run"], r["tag"], int(r["step"]), float(r["value"])) for r in rows] == [
-        ("a", "train/loss", s, float(s)) for s in range(3)] + [("b", "train/loss", s, 1.0 + s) for s in range(3)]
+        ("a", "train/loss", s, float(s)) for s in range(3)
+    ] + [("b", "train/loss", s, 1.0 + s) for s in range(3)]
     capsys.readouterr()
     assert main(["export", str(tmp_path / "runs"), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -66,8 +67,9 @@ def test_doctor_exit_codes(tmp_path, capsys):
     assert [e.step for e in load_run(tmp_path / "fixed" / "a").Scalars("train/loss")] == [0, 1, 2]
 
 
-@pytest.mark.parametrize("command", [["--help"], ["inspect", "--help"], ["export", "--help"], ["doctor", "--help"],
-                                     ["demo", "--help"]])
+@pytest.mark.parametrize(
+    "command", [["--help"], ["inspect", "--help"], ["export", "--help"], ["doctor", "--help"], ["demo", "--help"]]
+)
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(command)
@@ -91,19 +93,39 @@ def test_fresh_log_dir_never_mixes_runs(tmp_path):
     assert fresh_log_dir(path) == str(tmp_path / "fashion_mnist_experiment_1_2")
 
 
-@pytest.mark.slow
 def test_the_view_hint_shows_the_runs_folder_or_the_run_itself(tmp_path):
     assert view_command("runs/fashion_mnist_experiment_1") == "tensorboard --logdir runs"
     assert view_command(tmp_path / "runs" / "a") == f"tensorboard --logdir {tmp_path / 'runs'}"
     assert view_command("/tmp/demo_run") == "tensorboard --logdir /tmp/demo_run"  # not all of /tmp
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_in_a_subprocess(tmp_path, subprocess_env):
     log_dir = tmp_path / "runs" / "demo"
     result = subprocess.run(
-        [PYTHON, "-m", "trackers", "demo", "--epochs", "1", "--train-size", "1600", "--test-size", "400",
-         "--log-every", "10", "--logdir", str(log_dir), "--data-dir", str(tmp_path / "no-data")],
-        env=subprocess_env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            PYTHON,
+            "-m",
+            "trackers",
+            "demo",
+            "--epochs",
+            "1",
+            "--train-size",
+            "1600",
+            "--test-size",
+            "400",
+            "--log-every",
+            "10",
+            "--logdir",
+            str(log_dir),
+            "--data-dir",
+            str(tmp_path / "no-data"),
+        ],
+        env=subprocess_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "using a synthetic 28x28 10-class data set" in result.stdout
@@ -120,11 +142,19 @@ def test_from_config_example_runs(tmp_path, subprocess_env):
     from conftest import ROOT
 
     config = tmp_path / "tracking.yaml"
-    config.write_text((ROOT / "examples" / "tracking.yaml").read_text().replace(
-        "runs/fashion_mnist_from_config", str(tmp_path / "run")))
-    result = subprocess.run([PYTHON, str(ROOT / "examples" / "from_config.py"), "--config", str(config),
-                             "--train-size", "800"], env=subprocess_env, cwd=tmp_path, capture_output=True,
-                            text=True, timeout=300)
+    config.write_text(
+        (ROOT / "examples" / "tracking.yaml")
+        .read_text()
+        .replace("runs/fashion_mnist_from_config", str(tmp_path / "run"))
+    )
+    result = subprocess.run(
+        [PYTHON, str(ROOT / "examples" / "from_config.py"), "--config", str(config), "--train-size", "800"],
+        env=subprocess_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     run = load_run(tmp_path / "run")
     assert [e.step for e in run.Scalars("val/loss")] == [24]  # 800 images, batches of 32: steps 0-24

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TinyNet
 
 from callbacks import Callback
-from conftest import TinyNet
 from trackers import LooptrackWarning, MemoryWriter, Tracker
 from trackers.core.steps import split_arguments, split_result
 
@@ -46,6 +46,7 @@ def test_argument_shapes_give_inputs_and_targets(call):
     net = TinyNet()
     keep = Keep()
     with Tracker(net, callbacks=[keep], writer=MemoryWriter()) as tracker:
+
         @tracker.train_step
         def step(*args, **kwargs):
             inputs, targets = split_arguments(args, kwargs)
@@ -62,6 +63,7 @@ def test_return_dict_overrides_targets_and_outputs():
     net = TinyNet()
     keep = Keep()
     with Tracker(net, callbacks=[keep], writer=MemoryWriter()) as tracker:
+
         @tracker.train_step
         def step(images):
             logits = net(images)
@@ -116,6 +118,7 @@ def test_eval_step_records_validation_batches():
     net = TinyNet()
     keep = Keep()
     with Tracker(net, callbacks=[keep], writer=MemoryWriter()) as tracker:
+
         @tracker.eval_step
         def eval_step(batch):
             with torch.no_grad():

@@ -10,9 +10,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from torch.utils.tensorboard import SummaryWriter
-
 from conftest import PYTHON, load_run, scalar_series
+from torch.utils.tensorboard import SummaryWriter
 
 pytestmark = pytest.mark.slow
 
@@ -64,8 +63,13 @@ def test_two_ranks_write_one_run_with_reduced_values(tmp_path, subprocess_env):
     log_dir = tmp_path / "run"
     env = dict(subprocess_env, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE="2")
     processes = [
-        subprocess.Popen([PYTHON, str(script), str(log_dir), str(tmp_path / f"rank{rank}.json")],
-                         env=dict(env, RANK=str(rank)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [PYTHON, str(script), str(log_dir), str(tmp_path / f"rank{rank}.json")],
+            env=dict(env, RANK=str(rank)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for rank in range(2)
     ]
     for process in processes:
@@ -97,8 +101,10 @@ def test_two_ranks_write_one_run_with_reduced_values(tmp_path, subprocess_env):
     reference.close()
     ours, expected = load_run(log_dir), load_run(tmp_path / "reference")
     for name in "abc":
-        np.testing.assert_array_equal(np.array(ours.Tensors(f"pr_curve/{name}")[0].tensor_proto.float_val),
-                                      np.array(expected.Tensors(name)[0].tensor_proto.float_val))
+        np.testing.assert_array_equal(
+            np.array(ours.Tensors(f"pr_curve/{name}")[0].tensor_proto.float_val),
+            np.array(expected.Tensors(name)[0].tensor_proto.float_val),
+        )
 
 
 def test_lightning_ddp_strategy_writes_one_run(tmp_path, subprocess_env):
@@ -106,9 +112,14 @@ def test_lightning_ddp_strategy_writes_one_run(tmp_path, subprocess_env):
     from conftest import ROOT
 
     log_dir = tmp_path / "run"
-    result = subprocess.run([PYTHON, str(ROOT / "tests" / "lightning_ddp_script.py"), str(log_dir),
-                             str(tmp_path / "report")], env=subprocess_env, cwd=tmp_path, capture_output=True,
-                            text=True, timeout=240)
+    result = subprocess.run(
+        [PYTHON, str(ROOT / "tests" / "lightning_ddp_script.py"), str(log_dir), str(tmp_path / "report")],
+        env=subprocess_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "PRCurves" not in result.stderr  # the outputs were found on both ranks
     reports = {r: json.loads((tmp_path / f"report.{r}").read_text()) for r in (0, 1)}

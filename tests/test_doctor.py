@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from conftest import scalar_series
+
 from trackers import TensorBoardWriter
 from trackers.tools.doctor import check, format_reports, salvage
-
-from conftest import scalar_series
 
 
 def _run(path, steps=50):

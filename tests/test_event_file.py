@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 
 import torch
+from conftest import load_run
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as tensorboard_masked_crc32c
 
-from conftest import load_run
 from trackers.tensorboard.event_file import EventFile, masked_crc32c
 from trackers.writers.sinks.tensorboard import TensorBoardWriter
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
 from conftest import PYTHON, ROOT, load_run
 
 pytestmark = pytest.mark.slow
@@ -22,8 +21,14 @@ def test_example_runs(tmp_path, subprocess_env, script):
     arguments, framework, classes = EXAMPLES[script]
     pytest.importorskip(framework)
     log_dir = tmp_path / "runs" / "example"
-    result = subprocess.run([PYTHON, str(ROOT / "examples" / script), *arguments, "--logdir", str(log_dir)],
-                            env=subprocess_env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [PYTHON, str(ROOT / "examples" / script), *arguments, "--logdir", str(log_dir)],
+        env=subprocess_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"tensorboard --logdir {tmp_path / 'runs'}" in result.stdout
     run = load_run(log_dir)

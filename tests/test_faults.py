@@ -6,10 +6,8 @@ import signal
 import subprocess
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
-
 from conftest import PYTHON, scalar_series
 
 pytestmark = pytest.mark.slow
@@ -56,8 +54,12 @@ def test_sigkill_loses_at_most_one_flush_interval_and_keeps_a_prefix(tmp_path, s
     script = tmp_path / "child.py"
     script.write_text(KILLED)
     log_dir, progress = tmp_path / "run", tmp_path / "progress.txt"
-    child = subprocess.Popen([PYTHON, str(script), str(log_dir), str(progress)], env=subprocess_env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [PYTHON, str(script), str(log_dir), str(progress)],
+        env=subprocess_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         lines = progress.read_text().splitlines() if progress.exists() else []
@@ -81,8 +83,9 @@ def test_a_full_disk_never_hangs_training(tmp_path, subprocess_env, mode):
     script = tmp_path / "child.py"
     script.write_text(DISK_FULL)
     log_dir = tmp_path / "run"
-    result = subprocess.run([PYTHON, str(script), str(log_dir), mode], env=subprocess_env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [PYTHON, str(script), str(log_dir), mode], env=subprocess_env, capture_output=True, text=True, timeout=120
+    )
     if mode == "lenient":
         assert result.returncode == 0, result.stderr[-2000:]
         assert "training finished 399" in result.stdout

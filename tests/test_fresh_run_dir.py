@@ -13,10 +13,10 @@ import warnings
 
 import pytest
 import torch
+from conftest import scalar_series
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from callbacks import LossLogger
-from conftest import scalar_series
 from trackers import CsvSink, CsvWriter, JsonlSink, JsonlWriter, LooptrackWarning, TensorBoardWriter, Tracker
 from trackers.writers.logdir import free_run_dir, holds_events
 
@@ -36,6 +36,7 @@ def _run(writer, n_steps: int, offset: float = 0.0, **tracker_options) -> tuple[
         warnings.simplefilter("always")
         writer = writer() if callable(writer) else writer
         with Tracker(net, callbacks=[LossLogger(every_n_steps=1)], writer=writer, **tracker_options) as tracker:
+
             @tracker.train_step
             def train_step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
                 optimizer.zero_grad()
@@ -47,8 +48,11 @@ def _run(writer, n_steps: int, offset: float = 0.0, **tracker_options) -> tuple[
 
             for _ in range(n_steps):
                 train_step(inputs, targets)
-    messages = [str(w.message) for w in caught
-                if issubclass(w.category, LooptrackWarning) and "already holds a run" in str(w.message)]
+    messages = [
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, LooptrackWarning) and "already holds a run" in str(w.message)
+    ]
     return tracker, losses, messages
 
 
@@ -152,7 +156,9 @@ def test_file_backends_never_mix_runs_either(tmp_path, backend):
     second, second_losses, second_warned = _run(lambda: cls(log_dir=str(exp)), 3, offset=3.0)
 
     assert first.log_dir == str(exp) and first_warned == []
-    assert second.log_dir == str(tmp_path / "exp_2") and second.writer.sinks[0].path == str(tmp_path / "exp_2" / file_name)
+    assert second.log_dir == str(tmp_path / "exp_2") and second.writer.sinks[0].path == str(
+        tmp_path / "exp_2" / file_name
+    )
     assert read(str(exp / file_name)) == _expected(first_losses)
     assert read(str(tmp_path / "exp_2" / file_name)) == _expected(second_losses)
     (message,) = second_warned

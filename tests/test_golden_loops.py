@@ -12,10 +12,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from adapter_runs import (BATCH, EPOCHS, TRAIN_BATCHES, VAL_BATCHES, Recorder, callbacks, data, dataset, decorator_run,
-                          loader, tiny_net)
+from adapter_runs import (
+    BATCH,
+    EPOCHS,
+    TRAIN_BATCHES,
+    VAL_BATCHES,
+    callbacks,
+    data,
+    dataset,
+    decorator_run,
+    loader,
+    tiny_net,
+)
 from conftest import load_run
+from helpers import RecordingCallback, train_tutorial
+
 from trackers import Tracker
 
 pl = pytest.importorskip("lightning.pytorch")
@@ -52,12 +63,20 @@ class LitTiny(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def lightning_loop(log_dir) -> Recorder:
+def lightning_loop(log_dir) -> RecordingCallback:
     module = LitTiny()
     cbs, recorder = callbacks()
     tracker = Tracker(module, callbacks=cbs, writer=str(log_dir))
-    trainer = pl.Trainer(max_epochs=EPOCHS, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", devices=1, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=EPOCHS,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        num_sanity_val_steps=0,
+    )
     tracker.attach(trainer)
     train, val = data()
     trainer.fit(module, loader(train), loader(val))
@@ -66,7 +85,7 @@ def lightning_loop(log_dir) -> Recorder:
 
 
 # -------------------------------------------------------------------------------------------------- (c) ignite
-def ignite_loop(log_dir) -> Recorder:
+def ignite_loop(log_dir) -> RecordingCallback:
     net = tiny_net()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     trainer = ignite_engine.create_supervised_trainer(net, optimizer, F.cross_entropy)
@@ -116,6 +135,7 @@ class DictData(torch.utils.data.Dataset):
 if "train_sampling_strategy" in inspect.signature(transformers.TrainingArguments).parameters:
     IN_ORDER, InOrderTrainer = {"train_sampling_strategy": "sequential"}, transformers.Trainer  # transformers 5
 else:
+
     class InOrderTrainer(transformers.Trainer):  # older transformers: no option, the sampler is a method
         def _get_train_sampler(self, *args, **kwargs):
             return torch.utils.data.SequentialSampler(self.train_dataset)
@@ -123,15 +143,27 @@ else:
     IN_ORDER = {}
 
 
-def transformers_loop(log_dir, out_dir) -> tuple[Recorder, transformers.Trainer]:
+def transformers_loop(log_dir, out_dir) -> tuple[RecordingCallback, transformers.Trainer]:
     model = TinyClassifier()
     train, val = data()
     args = transformers.TrainingArguments(
-        output_dir=str(out_dir), num_train_epochs=EPOCHS, per_device_train_batch_size=BATCH,
-        per_device_eval_batch_size=BATCH, optim="sgd", learning_rate=0.1, lr_scheduler_type="constant",
-        eval_strategy="epoch", save_strategy="no", logging_strategy="steps", logging_steps=2, report_to=[],
-        use_cpu=True, disable_tqdm=True, max_grad_norm=0.0,  # the same math as the other loops: no clipping
-        **IN_ORDER)
+        output_dir=str(out_dir),
+        num_train_epochs=EPOCHS,
+        per_device_train_batch_size=BATCH,
+        per_device_eval_batch_size=BATCH,
+        optim="sgd",
+        learning_rate=0.1,
+        lr_scheduler_type="constant",
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=2,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        max_grad_norm=0.0,  # the same math as the other loops: no clipping
+        **IN_ORDER,
+    )
     trainer = InOrderTrainer(model=model, args=args, train_dataset=DictData(train), eval_dataset=DictData(val))
     cbs, recorder = callbacks()
     tracker = Tracker(model, callbacks=cbs, writer=str(log_dir))
@@ -175,8 +207,11 @@ def test_golden_run_through_every_loop(tmp_path):
     for name in runs:
         assert set(steps[name]) == expected_tags, name
     counts = {tag: len(steps["decorator"][tag]) for tag in expected_tags}
-    assert counts == {"train/loss": EPOCHS * TRAIN_BATCHES // 2, "val/loss": EPOCHS,
-                      **{f"pr_curve/{c}": 1 for c in CLASSES}}
+    assert counts == {
+        "train/loss": EPOCHS * TRAIN_BATCHES // 2,
+        "val/loss": EPOCHS,
+        **{f"pr_curve/{c}": 1 for c in CLASSES},
+    }
     for name in runs:
         assert {tag: len(s) for tag, s in steps[name].items()} == counts, name
 
@@ -208,8 +243,9 @@ def test_golden_run_through_every_loop(tmp_path):
             assert scalars[name][tag] == pytest.approx(scalars["decorator"][tag], rel=1e-5), (name, tag)
         for c in CLASSES:
             tag = f"pr_curve/{c}"
-            np.testing.assert_allclose(curves[name][tag][0], curves["decorator"][tag][0], rtol=1e-5, atol=1e-6,
-                                       err_msg=f"{name} {tag}")
+            np.testing.assert_allclose(
+                curves[name][tag][0], curves["decorator"][tag][0], rtol=1e-5, atol=1e-6, err_msg=f"{name} {tag}"
+            )
     # and the transformers values are the Trainer's own
     hf_loss = [e["loss"] for e in hf_trainer.state.log_history if "loss" in e]
     hf_eval = [e["eval_loss"] for e in hf_trainer.state.log_history if "eval_loss" in e]
@@ -217,18 +253,12 @@ def test_golden_run_through_every_loop(tmp_path):
     assert scalars["transformers"]["val/loss"] == pytest.approx(hf_eval, rel=1e-6)
     # the loss is a mean over the window's steps: recompute the decorator's from scratch
     net = tiny_net()
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     train, val = data()
-    losses = []
-    for _ in range(EPOCHS):
-        for x, y in train:
-            optimizer.zero_grad()
-            loss = F.cross_entropy(net(x), y)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    losses = [loss.item() for loss in train_tutorial(None, net, train, optimizer=optimizer, epochs=EPOCHS)]
     assert scalars["decorator"]["train/loss"] == pytest.approx(
-        [(losses[i] + losses[i + 1]) / 2 for i in range(0, len(losses), 2)], rel=1e-5)
+        [(losses[i] + losses[i + 1]) / 2 for i in range(0, len(losses), 2)], rel=1e-5
+    )
     with torch.no_grad():
         final_val = sum(F.cross_entropy(net(x), y, reduction="sum").item() for x, y in val) / (VAL_BATCHES * BATCH)
     assert scalars["decorator"]["val/loss"][-1] == pytest.approx(final_val, rel=1e-5)

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from conftest import load_run
 from torch import nn
 
 from callbacks import GraphTrace
-from conftest import load_run
 from trackers import LooptrackWarning, Tracker
 from trackers.tools.demo import TutorialNet
 
@@ -153,17 +153,29 @@ CASES = {
     "Net2": (Net2, (MNIST,), {"Conv2d", "Linear", "log_softmax"}, "fc1"),
     "SiameseNetwork": (SiameseNetwork, (MNIST, MNIST), {"Conv2d", "Linear"}, "cnn1/conv1"),
     "RNN": (RNN, (torch.rand(1, 10), torch.rand(1, 100), torch.rand(1, 128)), {"Linear", "cat", "LogSoftmax"}, "i2h"),
-    "LSTM": (lambda: nn.LSTM(3, 3), (torch.randn(1, 1, 3), (torch.randn(1, 1, 3), torch.randn(1, 1, 3))),
-             {"lstm"}, "weight_ih_l0"),
+    "LSTM": (
+        lambda: nn.LSTM(3, 3),
+        (torch.randn(1, 1, 3), (torch.randn(1, 1, 3), torch.randn(1, 1, 3))),
+        {"lstm"},
+        "weight_ih_l0",
+    ),
     "tutorial CNN": (TutorialNet, (torch.rand(4, 1, 28, 28),), {"Conv2d", "MaxPool2d", "Linear"}, "fc3"),
-    "resnet18": (lambda: torchvision.models.resnet18(weights=None), (IMAGE,), {"Conv2d", "BatchNorm2d", "add"},
-                 "layer1/0/conv1"),
+    "resnet18": (
+        lambda: torchvision.models.resnet18(weights=None),
+        (IMAGE,),
+        {"Conv2d", "BatchNorm2d", "add"},
+        "layer1/0/conv1",
+    ),
     "alexnet": (lambda: torchvision.models.alexnet(weights=None), (IMAGE,), {"Conv2d", "Linear"}, "features/0"),
 }
 SLOW_CASES = {
     "vgg19": (lambda: torchvision.models.vgg19(weights=None), (IMAGE,), {"Conv2d", "Linear"}, "classifier/6"),
-    "densenet121": (lambda: torchvision.models.densenet121(weights=None), (IMAGE,), {"Conv2d", "cat"},
-                    "features/denseblock1/denselayer1/conv1"),
+    "densenet121": (
+        lambda: torchvision.models.densenet121(weights=None),
+        (IMAGE,),
+        {"Conv2d", "cat"},
+        "features/denseblock1/denselayer1/conv1",
+    ),
 }
 
 
@@ -171,9 +183,11 @@ def _graph_through_a_run(tmp_path, model, inputs):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with Tracker(model, callbacks=[GraphTrace()], writer=str(tmp_path)) as tracker:
+
             @tracker.train_step
             def step(*args):
                 model(*args)
+
             step(*inputs)
             step(*inputs)
     return load_run(tmp_path).Graph(), [str(w.message) for w in caught]
@@ -219,7 +233,9 @@ def test_shapes_on_the_edges(tmp_path):
 def test_wrong_input_gives_one_warning_and_training_goes_on(tmp_path):
     model = torchvision.models.resnet18(weights=None)
     wrong = torch.rand(1, 1, 64, 64)  # the seed's error case: one channel for a 3-channel model
-    with pytest.warns(LooptrackWarning, match=r"GraphTrace: could not trace ResNet on inputs of shape \(1, 1, 64, 64\)"):
+    with pytest.warns(
+        LooptrackWarning, match=r"GraphTrace: could not trace ResNet on inputs of shape \(1, 1, 64, 64\)"
+    ):
         with Tracker(model, callbacks=[GraphTrace(example_input=wrong)], writer=str(tmp_path)) as tracker:
             step = tracker.train_step(lambda x: model(x).sum())
             for _ in range(2):
@@ -248,8 +264,13 @@ def test_traced_once_per_run_and_in_the_default_set(tmp_path):
         step = tracker.train_step(lambda x: model(x).sum())
         for _ in range(5):
             step(torch.rand(2, 1, 28, 28))
-    graphs = [e for e in __import__("tensorboard.backend.event_processing.event_file_loader", fromlist=["x"])
-              .EventFileLoader(str(next(tmp_path.glob("events.*")))).Load() if e.HasField("graph_def")]
+    graphs = [
+        e
+        for e in __import__("tensorboard.backend.event_processing.event_file_loader", fromlist=["x"])
+        .EventFileLoader(str(next(tmp_path.glob("events.*"))))
+        .Load()
+        if e.HasField("graph_def")
+    ]
     assert len(graphs) == 1
 
 

@@ -5,38 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import TinyNet, load_run, make_batches
+from helpers import SyncCounter, train_tutorial
 from torch.utils.tensorboard import SummaryWriter
 
 from callbacks import ParameterHistograms, PRCurves
-from conftest import TinyNet, load_run, make_batches
-from test_loss_logger import SyncCounter
 from trackers import LooptrackWarning, MemoryWriter, Tracker
 
 CLASSES = ["cat", "dog", "bird"]
 
 
 def _run(tracker: Tracker, net: torch.nn.Module, steps: int = 6, val_batches: int = 4) -> None:
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-
-    @tracker.train_step
-    def train_step(x, y):
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(net(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    @tracker.eval_step
-    def eval_step(x, y):
-        with torch.no_grad():
-            return {"loss": torch.nn.functional.cross_entropy(net(x), y)}
-
-    for _ in tracker.epochs(2):
-        for x, y in make_batches(steps // 2, seed=1):
-            train_step(x, y)
-        with tracker.validation():
-            for x, y in make_batches(val_batches, seed=2):
-                eval_step(x, y)
+    train_tutorial(
+        tracker,
+        net,
+        make_batches(steps // 2, seed=1),
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+        epochs=2,
+        val=make_batches(val_batches, seed=2),
+    )
 
 
 def test_parameter_and_gradient_histograms_every_n_steps(tmp_path):
@@ -156,11 +143,14 @@ def test_no_validation_means_a_clear_warning():
             tracker.train_step(lambda: torch.tensor(1.0))()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"classes": []}, "non-empty list"),
-    ({"classes": "abc"}, "non-empty list"),
-    ({"classes": ["a"], "num_thresholds": 500}, "2..127"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"classes": []}, "non-empty list"),
+        ({"classes": "abc"}, "non-empty list"),
+        ({"classes": ["a"], "num_thresholds": 500}, "2..127"),
+    ],
+)
 def test_pr_curves_arguments_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PRCurves(**kwargs)

@@ -6,79 +6,50 @@ import warnings
 
 import pytest
 import torch
+from conftest import make_batches
+from helpers import RecordingCallback, train_tutorial
 
 from callbacks import Callback
-from conftest import make_batches
 from trackers import CallbackError, LooptrackWarning, MemoryWriter, Tracker
 from trackers.core.dispatch import CallbackList, overrides
 
 
-class Recorder(Callback):
-    """Records every hook it receives, with the step it saw."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int]] = []
-
-    def __getattribute__(self, name: str):
-        attr = object.__getattribute__(self, name)
-        if name.startswith("on_"):
-            calls = object.__getattribute__(self, "calls")
-
-            def record(state, *args):
-                calls.append((name, state.step))
-            return record
-        return attr
-
-
-# every hook overridden, so dispatch calls them all
-for _event in ("on_train_start", "on_train_epoch_start", "on_train_batch_start", "on_train_batch_end",
-               "on_validation_start", "on_validation_batch_start", "on_validation_batch_end",
-               "on_validation_end", "on_train_epoch_end", "on_train_end", "on_exception"):
-    setattr(Recorder, _event, lambda self, *a: None)
-
-
 def _train(tracker: Tracker, net: torch.nn.Module, epochs: int = 2, steps: int = 2, val_steps: int = 1) -> None:
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-
-    @tracker.train_step
-    def train_step(x, y):
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(net(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    @tracker.eval_step
-    def eval_step(x, y):
-        with torch.no_grad():
-            return torch.nn.functional.cross_entropy(net(x), y)
-
     batches = make_batches(steps)
-    for _ in tracker.epochs(epochs):
-        for x, y in batches:
-            train_step(x, y)
-        with tracker.validation():
-            for x, y in batches[:val_steps]:
-                eval_step(x, y)
+    train_tutorial(
+        tracker,
+        net,
+        batches,
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+        epochs=epochs,
+        val=batches[:val_steps],
+    )
 
 
 def test_hook_order_follows_lightning(net):
-    recorder = Recorder()
+    recorder = RecordingCallback()
     with Tracker(net, callbacks=[recorder], writer=MemoryWriter()) as tracker:
         _train(tracker, net)
     names = [name for name, _ in recorder.calls]
-    epoch = ["on_train_epoch_start",
-             "on_train_batch_start", "on_train_batch_end",
-             "on_train_batch_start", "on_train_batch_end",
-             "on_validation_start", "on_validation_batch_start", "on_validation_batch_end", "on_validation_end",
-             "on_train_epoch_end"]
+    epoch = [
+        "on_train_epoch_start",
+        "on_train_batch_start",
+        "on_train_batch_end",
+        "on_train_batch_start",
+        "on_train_batch_end",
+        "on_validation_start",
+        "on_validation_batch_start",
+        "on_validation_batch_end",
+        "on_validation_end",
+        "on_train_epoch_end",
+    ]
     assert names == ["on_train_start", *epoch, *epoch, "on_train_end"]
     batch_end_steps = [step for name, step in recorder.calls if name == "on_train_batch_end"]
     assert batch_end_steps == [0, 1, 2, 3]
 
 
 def test_eval_step_outside_validation_block_opens_and_closes_a_pass(net):
-    recorder = Recorder()
+    recorder = RecordingCallback()
     with Tracker(net, callbacks=[recorder], writer=MemoryWriter()) as tracker:
         eval_step = tracker.eval_step(lambda x, y: torch.tensor(1.0))
         train_step = tracker.train_step(lambda x, y: torch.tensor(1.0))
@@ -87,10 +58,18 @@ def test_eval_step_outside_validation_block_opens_and_closes_a_pass(net):
         eval_step(x, y)
         train_step(x, y)
     names = [name for name, _ in recorder.calls]
-    assert names == ["on_train_start", "on_validation_start",
-                     "on_validation_batch_start", "on_validation_batch_end",
-                     "on_validation_batch_start", "on_validation_batch_end",
-                     "on_validation_end", "on_train_batch_start", "on_train_batch_end", "on_train_end"]
+    assert names == [
+        "on_train_start",
+        "on_validation_start",
+        "on_validation_batch_start",
+        "on_validation_batch_end",
+        "on_validation_batch_start",
+        "on_validation_batch_end",
+        "on_validation_end",
+        "on_train_batch_start",
+        "on_train_batch_end",
+        "on_train_end",
+    ]
 
 
 def test_dispatch_skips_callbacks_that_do_not_override():
@@ -111,8 +90,16 @@ def test_hooks_get_state_and_batch_not_a_trainer(net):
 
     class Inspect(Callback):
         def on_train_batch_end(self, state, batch):
-            seen.update(step=state.step, epoch=state.epoch, model=state.model, writer=state.writer,
-                        inputs=batch.inputs, targets=batch.targets, outputs=batch.outputs, loss=batch.loss)
+            seen.update(
+                step=state.step,
+                epoch=state.epoch,
+                model=state.model,
+                writer=state.writer,
+                inputs=batch.inputs,
+                targets=batch.targets,
+                outputs=batch.outputs,
+                loss=batch.loss,
+            )
 
     writer = MemoryWriter()
     with Tracker(net, callbacks=[Inspect()], writer=writer) as tracker:
@@ -129,7 +116,7 @@ def test_a_failing_callback_is_reported_once_and_training_goes_on(net):
         def on_train_batch_end(self, state, batch):
             raise ValueError("boom")
 
-    recorder = Recorder()
+    recorder = RecordingCallback()
     with pytest.warns(LooptrackWarning) as caught:
         with Tracker(net, callbacks=[Broken(), recorder], writer=MemoryWriter()) as tracker:
             _train(tracker, net, epochs=1, steps=3, val_steps=0)
@@ -151,7 +138,7 @@ def test_strict_mode_raises_naming_the_callback_and_event(net):
 
 
 def test_exception_in_loop_runs_on_exception_then_end_and_reraises(net):
-    recorder = Recorder()
+    recorder = RecordingCallback()
     writer = MemoryWriter()
     with pytest.raises(RuntimeError, match="loop died"):
         with Tracker(net, callbacks=[recorder], writer=writer) as tracker:
@@ -166,19 +153,21 @@ def test_exception_inside_a_step_propagates_unchanged(net):
     class Boom(Exception):
         pass
 
-    recorder = Recorder()
+    recorder = RecordingCallback()
     with pytest.raises(Boom):
         with Tracker(net, callbacks=[recorder], writer=MemoryWriter()) as tracker:
+
             @tracker.train_step
             def step(x, y):
                 raise Boom()
+
             step(*make_batches(1)[0])
     names = [name for name, _ in recorder.calls]
     assert names == ["on_train_start", "on_train_batch_start", "on_exception", "on_train_end"]
 
 
 def test_close_is_idempotent_and_removes_forward_hooks(net):
-    recorder = Recorder()
+    recorder = RecordingCallback()
     tracker = Tracker(net, callbacks=[recorder], writer=MemoryWriter())
     assert len(net._forward_hooks) == 1 and len(net._forward_pre_hooks) == 1
     tracker.start()

@@ -8,9 +8,9 @@ import warnings
 
 import pytest
 import torch
+from conftest import scalar_series
 
 from callbacks import HParams, LossLogger
-from conftest import scalar_series
 from trackers import LooptrackWarning, MemorySink, MemoryWriter, Sink, Tracker, Writer, register_sink
 from trackers.registry import UnknownName
 from trackers.writers import records as rec
@@ -46,7 +46,11 @@ def test_a_rank_that_does_not_write_still_knows_its_last_scalars():
     assert float(writer.last_scalar("train/loss")) == 0.25 and writer.describe() == "Writer with no sinks"
     with warnings.catch_warnings():
         warnings.simplefilter("error", LooptrackWarning)  # HParams once warned here that no train/loss was logged
-        with Tracker(None, callbacks=[LossLogger(every_n_steps=2), HParams({"lr": 0.1}, metrics=["train/loss"])], writer=Writer([])) as tracker:
+        with Tracker(
+            None,
+            callbacks=[LossLogger(every_n_steps=2), HParams({"lr": 0.1}, metrics=["train/loss"])],
+            writer=Writer([]),
+        ) as tracker:
             _steps(tracker, [1.0, 3.0, 5.0, 7.0])
     assert float(tracker.writer.last_scalar("train/loss")) == 6.0
 
@@ -68,8 +72,11 @@ def test_readme_names_jsonl_and_csv_work(tmp_path, monkeypatch):
 
 
 def test_a_log_dir_is_a_path_or_the_sink_colon_form(tmp_path):
-    with Tracker(None, callbacks=[LossLogger(every_n_steps=1)],
-                 writer=[str(tmp_path / "tb"), f"jsonl:{tmp_path / 'js'}", f"tensorboard:{tmp_path / 'tb2'}"]) as t:
+    with Tracker(
+        None,
+        callbacks=[LossLogger(every_n_steps=1)],
+        writer=[str(tmp_path / "tb"), f"jsonl:{tmp_path / 'js'}", f"tensorboard:{tmp_path / 'tb2'}"],
+    ) as t:
         _steps(t, [2.0])
     assert [type(s).__name__ for s in t.writer.sinks] == ["TensorBoardSink", "JsonlSink", "TensorBoardSink"]
     assert scalar_series(tmp_path / "tb", "train/loss") == scalar_series(tmp_path / "tb2", "train/loss") == [(0, 2.0)]
@@ -91,8 +98,12 @@ def test_a_registered_sink_is_one_name_for_tracker_and_config():
     with Tracker(None, callbacks=[LossLogger(every_n_steps=1)], writer="print") as by_name:
         _steps(by_name, [0.5])
     assert by_name.writer.sinks[0].lines == ["train/loss 0 0.5"]
-    by_config = Tracker.from_config({"writer": {"backend": "print", "prefix": "> ", "flush_secs": 1.0},
-                                     "callbacks": [{"loss": {"every_n_steps": 1}}]})
+    by_config = Tracker.from_config(
+        {
+            "writer": {"backend": "print", "prefix": "> ", "flush_secs": 1.0},
+            "callbacks": [{"loss": {"every_n_steps": 1}}],
+        }
+    )
     with by_config:
         _steps(by_config, [0.25])
     assert by_config.writer.sinks[0].lines == ["> train/loss 0 0.25"]
@@ -118,3 +129,13 @@ def test_sinks_receive_plain_values_once():
     writer.close()
     assert seen == [(3, 4, 3), 1.5] and calls == [1]  # drawn once for both sinks
     assert memory.records[0].image.shape == (3, 4, 3) and memory.records[1].value == 1.5
+
+
+def test_the_cli_lists_what_the_registry_knows(capsys):
+    from trackers.tools.cli import main
+
+    register_sink("print", PrintSink)
+    assert main(["names"]) == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert "loss" in lines["callbacks"].split(", ") and "print" in lines["sinks"].split(", ")
+    assert lines["loop adapters"] == "ignite, lightning, transformers"

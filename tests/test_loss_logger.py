@@ -6,24 +6,11 @@ import math
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from conftest import TinyNet, make_batches, scalar_series
+from helpers import SyncCounter, train_tutorial
 
 from callbacks import LossLogger
-from conftest import TinyNet, make_batches, scalar_series
 from trackers import LooptrackWarning, MemoryWriter, Tracker
-
-
-class SyncCounter(TorchDispatchMode):
-    """Counts host syncs: ``.item()`` and friends dispatch ``aten._local_scalar_dense``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.syncs = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.syncs += 1
-        return func(*args, **(kwargs or {}))
 
 
 def _losses(n: int) -> list[torch.Tensor]:
@@ -35,12 +22,12 @@ def test_mean_loss_at_exactly_the_logging_steps(tmp_path):
     with Tracker(None, callbacks=[LossLogger(every_n_steps=50)], writer=str(tmp_path / "run")) as tracker:
         step = tracker.train_step(lambda loss: loss)
         for epoch in tracker.epochs(2):
-            for loss in losses[epoch * 115:(epoch + 1) * 115]:
+            for loss in losses[epoch * 115 : (epoch + 1) * 115]:
                 step(loss)
     series = scalar_series(tmp_path / "run", "train/loss")
     assert [s for s, _ in series] == [49, 99, 149, 199]
     for logged_step, value in series:
-        window = losses[logged_step - 49:logged_step + 1]
+        window = losses[logged_step - 49 : logged_step + 1]
         assert value == pytest.approx(sum(float(x) for x in window) / 50, rel=1e-6)
 
 
@@ -68,25 +55,12 @@ def test_validation_loss_is_the_mean_of_the_pass(tmp_path):
 def _tutorial_run(tracker: Tracker | None, steps: int, every_item: bool = False) -> SyncCounter:
     torch.manual_seed(0)
     net = TinyNet()
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     batches = make_batches(steps)
-
-    def step(x, y):
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(net(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    if tracker is not None:
-        step = tracker.train_step(step)
-    counter = SyncCounter()
-    with counter:
-        running = 0.0
-        for x, y in batches:
-            loss = step(x, y)
-            if every_item:
-                running += loss.item()
+    with SyncCounter() as counter:
+        losses = train_tutorial(tracker, net, batches, optimizer=optimizer)
+        if every_item:
+            sum(loss.item() for loss in losses)  # the tutorial's running loss: one .item() a step
     return counter
 
 

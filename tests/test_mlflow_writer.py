@@ -9,9 +9,9 @@ import time
 import urllib.request
 
 import pytest
-import torch
-
 from conftest import PYTHON
+from helpers import fashion_batches, train_tutorial
+
 from trackers import Tracker
 from trackers.tools.demo import CLASSES, SyntheticFashionMNIST, TutorialNet
 
@@ -29,10 +29,26 @@ def _free_port() -> int:
 def mlflow_server(tmp_path, subprocess_env):
     port = _free_port()
     server = subprocess.Popen(
-        [PYTHON, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts")],
-        env=subprocess_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            PYTHON,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+        ],
+        env=subprocess_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
@@ -42,7 +58,7 @@ def mlflow_server(tmp_path, subprocess_env):
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 server.kill()
-                raise RuntimeError(f"mlflow server did not start: {server.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"mlflow server did not start: {server.stderr.read().decode()[-2000:]}") from None
             time.sleep(0.5)
     yield uri
     server.terminate()
@@ -54,18 +70,21 @@ def test_a_run_lands_in_mlflow(mlflow_server, tmp_path):
     data = SyntheticFashionMNIST(32)
     classes = list(CLASSES)
     config = {
-        "writer": {"backend": "mlflow", "tracking_uri": mlflow_server, "experiment": "looptrack-test",
-                   "run_name": "fashion"},
-        "callbacks": [{"loss": {"every_n_steps": 2}}, {"prediction_figure": {"classes": classes, "every_n_steps": 4}},
-                      {"pr_curves": {"classes": classes}}, {"hparams": {"hparams": {"lr": 0.1, "optimizer": "sgd"}}}],
+        "writer": {
+            "backend": "mlflow",
+            "tracking_uri": mlflow_server,
+            "experiment": "looptrack-test",
+            "run_name": "fashion",
+        },
+        "callbacks": [
+            {"loss": {"every_n_steps": 2}},
+            {"prediction_figure": {"classes": classes, "every_n_steps": 4}},
+            {"pr_curves": {"classes": classes}},
+            {"hparams": {"hparams": {"lr": 0.1, "optimizer": "sgd"}}},
+        ],
     }
     with Tracker.from_config(config, net) as tracker:
-        train = tracker.train_step(lambda x, y: torch.nn.functional.cross_entropy(net(x), y))
-        evaluate = tracker.eval_step(lambda x, y: {"loss": torch.nn.functional.cross_entropy(net(x), y)})
-        for i in range(4):
-            train(data.data[i * 8:(i + 1) * 8], data.targets[i * 8:(i + 1) * 8])
-        with tracker.validation():
-            evaluate(data.data[:16], data.targets[:16])
+        train_tutorial(tracker, net, fashion_batches(data, 4, 8), optimizer=None, val=fashion_batches(data, 1, 16))
     client = mlflow.tracking.MlflowClient(mlflow_server)
     run = client.get_run(tracker.writer.sinks[0].run_id)
     assert run.info.status == "FINISHED"

@@ -7,9 +7,10 @@ import json
 
 import pytest
 import torch
+from conftest import scalar_series
+from helpers import fashion_batches, train_tutorial
 
 from callbacks import LossLogger, PredictionFigure
-from conftest import scalar_series
 from trackers import CsvWriter, JsonlWriter, LooptrackWarning, MemoryWriter, Sink, Tracker
 from trackers.tools.demo import CLASSES, SyntheticFashionMNIST, TutorialNet
 
@@ -52,12 +53,13 @@ def test_fan_out_from_a_tracker_and_one_failing_backend(tmp_path):
     data = SyntheticFashionMNIST(16)
     memory = MemoryWriter()
     with pytest.warns(LooptrackWarning, match="Broken could not write scalar"):
-        with Tracker(net, callbacks=[LossLogger(every_n_steps=1), PredictionFigure(CLASSES, every_n_steps=2)],
-                     writer=[str(tmp_path / "tb"), JsonlWriter(log_dir=tmp_path / "tb"), memory, Broken()]) as tracker:
+        with Tracker(
+            net,
+            callbacks=[LossLogger(every_n_steps=1), PredictionFigure(CLASSES, every_n_steps=2)],
+            writer=[str(tmp_path / "tb"), JsonlWriter(log_dir=tmp_path / "tb"), memory, Broken()],
+        ) as tracker:
             assert len(tracker.writer.sinks) == 4  # one writer, one thread, four sinks
-            step = tracker.train_step(lambda x, y: torch.nn.functional.cross_entropy(net(x), y))
-            for i in range(4):
-                step(data.data[i * 4:(i + 1) * 4], data.targets[i * 4:(i + 1) * 4])
+            train_tutorial(tracker, net, fashion_batches(data, 4, 4), optimizer=None)
     assert [s for s, _ in scalar_series(tmp_path / "tb", "train/loss")] == [0, 1, 2, 3]
     assert [s for s, _ in memory.series("train/loss")] == [0, 1, 2, 3]
     lines = [json.loads(line) for line in (tmp_path / "tb" / "looptrack.jsonl").read_text().splitlines()]

@@ -5,51 +5,35 @@ from __future__ import annotations
 import gc
 import io
 
-import matplotlib
 import numpy as np
 import pytest
 import torch
+from conftest import load_run
+from helpers import fashion_batches, train_tutorial
 from PIL import Image as PILImage
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from callbacks import (Embedding, HParams, ImageGrid, LearningRate, LossLogger, PredictionFigure, TextLogger)
+from callbacks import Embedding, HParams, ImageGrid, LearningRate, LossLogger, PredictionFigure, TextLogger
 from callbacks.prediction_figure import panel_titles
-from conftest import load_run
 from trackers import LooptrackWarning, MemoryWriter, Tracker
 from trackers.tools.demo import CLASSES, SyntheticFashionMNIST, TutorialNet
 
 DATA = SyntheticFashionMNIST(96, seed=0)
 
 
-def _train(tracker, net, steps=4, batch=8, validate=True, optimizer=None):
-    optimizer = optimizer or torch.optim.SGD(net.parameters(), lr=0.01)
+TRAIN, VAL = fashion_batches(DATA, 4, 8), fashion_batches(DATA, 3, 8, start=64)
 
-    @tracker.train_step
-    def train_step(inputs, labels):
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(net(inputs), labels)
-        loss.backward()
-        optimizer.step()
-        return loss
 
-    @tracker.eval_step
-    def eval_step(inputs, labels):
-        with torch.no_grad():
-            return torch.nn.functional.cross_entropy(net(inputs), labels)
-
-    for i in range(steps):
-        train_step(DATA.data[i * batch:(i + 1) * batch], DATA.targets[i * batch:(i + 1) * batch])
-    if validate:
-        with tracker.validation():
-            for i in range(3):
-                eval_step(DATA.data[64 + i * 8:72 + i * 8], DATA.targets[64 + i * 8:72 + i * 8])
+def _train(tracker: Tracker, net: torch.nn.Module, lr: float = 0.01) -> None:
+    """Four tutorial steps of 8 images with SGD at ``lr``, then a validation pass over images 64-87."""
+    train_tutorial(tracker, net, TRAIN, optimizer=torch.optim.SGD(net.parameters(), lr=lr), val=VAL)
 
 
 def test_prediction_figure_titles_and_colours():
     net = TutorialNet()
     writer = MemoryWriter()
     with Tracker(net, callbacks=[PredictionFigure(CLASSES, every_n_steps=2, n=4)], writer=writer) as tracker:
-        _train(tracker, net, optimizer=torch.optim.SGD(net.parameters(), lr=0.0))  # the net at step 3 is the net now
+        _train(tracker, net, lr=0.0)  # the net at step 3 is the net now
     figures = [r for r in writer.records if r.kind == "figure"]
     assert [r.step for r in figures] == [1, 3]
     pixels = np.asarray(figures[-1].figure)
@@ -61,7 +45,7 @@ def test_prediction_figure_titles_and_colours():
     # each quarter of the title band is written in its panel's colour: pure red or the green (0, 128, 0)
     band = pixels[:45]
     for i, (_, colour) in enumerate(titles):
-        quarter = band[:, i * band.shape[1] // 4:(i + 1) * band.shape[1] // 4].reshape(-1, 3).astype(int)
+        quarter = band[:, i * band.shape[1] // 4 : (i + 1) * band.shape[1] // 4].reshape(-1, 3).astype(int)
         red = ((quarter[:, 0] > 150) & (quarter[:, 1] < 100)).sum()
         green = ((quarter[:, 1] > 80) & (quarter[:, 0] < 60) & (quarter[:, 2] < 60)).sum()
         assert (green > 20 and red == 0) if colour == "green" else (red > 20 and green == 0), (i, colour, red, green)
@@ -70,9 +54,10 @@ def test_prediction_figure_titles_and_colours():
 def test_prediction_figure_in_matplotlib_has_the_tutorials_titles():
     net = TutorialNet()
     writer = MemoryWriter()
-    with Tracker(net, callbacks=[PredictionFigure(CLASSES, every_n_steps=2, n=4, renderer="matplotlib")],
-                 writer=writer) as tracker:
-        _train(tracker, net, optimizer=torch.optim.SGD(net.parameters(), lr=0.0))
+    with Tracker(
+        net, callbacks=[PredictionFigure(CLASSES, every_n_steps=2, n=4, renderer="matplotlib")], writer=writer
+    ) as tracker:
+        _train(tracker, net, lr=0.0)
     axes = [r for r in writer.records if r.kind == "figure"][-1].figure.axes
     assert len(axes) == 4
     with torch.no_grad():
@@ -99,8 +84,9 @@ def test_no_pyplot_figures_leak_over_many_steps(tmp_path):
 
     net = TutorialNet()
     images, labels = DATA.data[:2], DATA.targets[:2]
-    with Tracker(net, callbacks=[PredictionFigure(CLASSES, every_n_steps=500, n=2, renderer="matplotlib")],
-                 writer=str(tmp_path)) as tracker:
+    with Tracker(
+        net, callbacks=[PredictionFigure(CLASSES, every_n_steps=500, n=2, renderer="matplotlib")], writer=str(tmp_path)
+    ) as tracker:
         step = tracker.train_step(lambda x, y: net(x).sum())
         with torch.no_grad():
             for _ in range(10_000):
@@ -160,8 +146,11 @@ def test_embedding_unknown_layer_names_close_matches(net):
 
 def test_text_fixed_function_and_model(tmp_path):
     net = TutorialNet()
-    callbacks = [TextLogger("lr 0.01, **SGD**", tag="note"), TextLogger(lambda s: f"step {s.step}", every_n_steps=2,
-                                                                         tag="progress"), TextLogger(tag="model")]
+    callbacks = [
+        TextLogger("lr 0.01, **SGD**", tag="note"),
+        TextLogger(lambda s: f"step {s.step}", every_n_steps=2, tag="progress"),
+        TextLogger(tag="model"),
+    ]
     with Tracker(net, callbacks=callbacks, writer=str(tmp_path)) as tracker:
         _train(tracker, net)
     run = load_run(tmp_path)

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TinyNet, load_run, make_batches, scalar_series
+from helpers import train_tutorial, tutorial_eval_step, tutorial_step
 from tensorboard.util import tensor_util
 
 from callbacks import Callback, LearningRate, LossLogger, ParameterHistograms, PRCurves, PredictionFigure
-from conftest import TinyNet, load_run, make_batches, scalar_series
 from trackers import LooptrackWarning, Tracker
 
 CLASSES = ["ant", "bee", "cat"]
@@ -55,23 +56,19 @@ def _accumulating_run(tmp_path, where: str, step_on: str, every: int = 2):
     """8 micro-batches, the optimizer stepping every K=2 of them, inside or outside the decorated step."""
     net, optimizer = _net_and_optimizer()
     log = StepLog()
-    losses: list[float] = []
     kwargs = {} if step_on == "call" else {"step_on": step_on}
     with Tracker(net, callbacks=[LossLogger(every_n_steps=every), log], writer=str(tmp_path), **kwargs) as tracker:
-        @tracker.train_step
-        def train_step(inputs, labels, index):
-            loss = F.cross_entropy(net(inputs), labels)
-            (loss / K).backward()
-            if where == "inside" and index % K == K - 1:
-                optimizer.step()
-                optimizer.zero_grad()
-            return loss
-
-        for index, (inputs, labels) in enumerate(make_batches(MICRO_BATCHES)):
-            losses.append(train_step(inputs, labels, index).item())
-            if where == "outside" and index % K == K - 1:
-                optimizer.step()
-                optimizer.zero_grad()
+        losses = [
+            loss.item()
+            for loss in train_tutorial(
+                tracker,
+                net,
+                make_batches(MICRO_BATCHES),
+                optimizer=optimizer,
+                accumulate=K,
+                step_outside=where == "outside",
+            )
+        ]
         final_step = tracker.step
     return losses, log, final_step
 
@@ -84,7 +81,7 @@ def test_accumulation_one_step_is_one_optimizer_step(tmp_path, where):
     assert final_step == 3
     assert [(s, i, m) for s, i, m, _ in log.ends] == [(0, 0, 2), (1, 1, 2), (2, 2, 2), (3, 3, 2)]
     for (_, _, _, loss), window in zip(log.ends, range(4)):
-        assert loss == pytest.approx(np.mean(losses[2 * window:2 * window + 2]), rel=1e-5)
+        assert loss == pytest.approx(np.mean(losses[2 * window : 2 * window + 2]), rel=1e-5)
     series = scalar_series(tmp_path, "train/loss")
     assert [s for s, _ in series] == [1, 3]
     assert series[0][1] == pytest.approx(np.mean(losses[0:4]), rel=1e-5)
@@ -101,8 +98,8 @@ def test_accumulation_with_default_step_on_counts_calls_and_warns_once(tmp_path,
     assert [s for s, *_ in log.ends] == list(range(MICRO_BATCHES))
     series = scalar_series(tmp_path, "train/loss")
     assert [s for s, _ in series] == [1, 3, 5, 7]
-    for (step, value), window in zip(series, range(4)):
-        assert value == pytest.approx(np.mean(losses[2 * window:2 * window + 2]), rel=1e-5)
+    for (_step, value), window in zip(series, range(4)):
+        assert value == pytest.approx(np.mean(losses[2 * window : 2 * window + 2]), rel=1e-5)
     accumulation = [m for m in looptrack_messages(caught) if "accumulat" in m]
     assert len(accumulation) == 1, looptrack_messages(caught)
     assert "step_on='optimizer'" in accumulation[0]
@@ -112,29 +109,18 @@ def test_accumulation_with_default_step_on_counts_calls_and_warns_once(tmp_path,
 def _uneven_eval_batches():
     generator = torch.Generator().manual_seed(3)
     sizes = (8, 8, 4)
-    return [(torch.randn(n, 8, generator=generator) * (1 + 2 * i), torch.randint(0, 3, (n,), generator=generator))
-            for i, n in enumerate(sizes)]
+    return [
+        (torch.randn(n, 8, generator=generator) * (1 + 2 * i), torch.randint(0, 3, (n,), generator=generator))
+        for i, n in enumerate(sizes)
+    ]
 
 
 def test_validation_loss_is_weighted_by_batch_size(tmp_path):
     net, optimizer = _net_and_optimizer()
     batch_losses, sizes = [], []
     with Tracker(net, callbacks=[LossLogger(every_n_steps=1)], writer=str(tmp_path)) as tracker:
-        @tracker.train_step
-        def train_step(inputs, labels):
-            optimizer.zero_grad()
-            loss = F.cross_entropy(net(inputs), labels)
-            loss.backward()
-            optimizer.step()
-            return loss
-
-        @tracker.eval_step
-        def eval_step(inputs, labels):
-            with torch.no_grad():
-                return {"loss": F.cross_entropy(net(inputs), labels)}
-
-        for inputs, labels in make_batches(2):
-            train_step(inputs, labels)
+        eval_step = tracker.eval_step(tutorial_eval_step(net))
+        train_tutorial(tracker, net, make_batches(2), optimizer=optimizer)
         with tracker.validation():
             for inputs, labels in _uneven_eval_batches():
                 batch_losses.append(eval_step(inputs, labels)["loss"].item())
@@ -153,8 +139,10 @@ def test_validation_loss_from_loss_fn_is_weighted(tmp_path):
     logits_seen, sizes = [], []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with Tracker(net, callbacks=[LossLogger(every_n_steps=1)], writer=str(tmp_path),
-                     loss_fn=F.cross_entropy) as tracker:
+        with Tracker(
+            net, callbacks=[LossLogger(every_n_steps=1)], writer=str(tmp_path), loss_fn=F.cross_entropy
+        ) as tracker:
+
             @tracker.eval_step
             def eval_step(inputs, labels):
                 with torch.no_grad():
@@ -179,6 +167,7 @@ def test_validation_without_loss_or_loss_fn_warns_once_naming_loss_fn(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with Tracker(net, callbacks=[LossLogger(every_n_steps=1)], writer=str(tmp_path)) as tracker:
+
             @tracker.eval_step
             def eval_step(inputs, labels):
                 with torch.no_grad():
@@ -216,6 +205,7 @@ def test_test_pass_logs_test_loss_and_pr_curves_use_only_validation(tmp_path):
     val_batches = make_batches(2, batch_size=8, seed=11)  # 16 samples
     test_batches = make_batches(3, batch_size=4, seed=12)  # 12 samples
     with Tracker(net, callbacks=[LossLogger(every_n_steps=1), PRCurves(CLASSES)], writer=str(tmp_path)) as tracker:
+
         @tracker.eval_step
         def eval_step(inputs, labels):
             with torch.no_grad():
@@ -265,6 +255,7 @@ class ImageNet(torch.nn.Module):
             return Pair(hidden=hidden, logits=logits)
         if self.mode == "model_output":
             from transformers.modeling_outputs import SequenceClassifierOutput
+
             return SequenceClassifierOutput(logits=logits, hidden_states=(hidden,))
         if self.mode == "named_key":
             return {"hidden": hidden, "scores": logits}
@@ -277,16 +268,25 @@ class ImageNet(torch.nn.Module):
 
 def _logits_of(mode, out):
     return {
-        "tensor": lambda: out, "dict": lambda: out["logits"], "tuple": lambda: out[0],
-        "namedtuple": lambda: out.logits, "model_output": lambda: out.logits, "named_key": lambda: out["scores"],
+        "tensor": lambda: out,
+        "dict": lambda: out["logits"],
+        "tuple": lambda: out[0],
+        "namedtuple": lambda: out.logits,
+        "model_output": lambda: out.logits,
+        "named_key": lambda: out["scores"],
         "function": lambda: out[1],
     }[mode]()
 
 
 def _image_batches(n, batch_size=6, seed=0):
     generator = torch.Generator().manual_seed(seed)
-    return [(torch.rand(batch_size, 1, 8, 8, generator=generator) * 2 - 1,
-             torch.randint(0, 3, (batch_size,), generator=generator)) for _ in range(n)]
+    return [
+        (
+            torch.rand(batch_size, 1, 8, 8, generator=generator) * 2 - 1,
+            torch.randint(0, 3, (batch_size,), generator=generator),
+        )
+        for _ in range(n)
+    ]
 
 
 def _structured_run(tmp_path, mode, outputs=None):
@@ -298,6 +298,7 @@ def _structured_run(tmp_path, mode, outputs=None):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with Tracker(net, callbacks=callbacks, writer=str(tmp_path), **kwargs) as tracker:
+
             @tracker.train_step
             def train_step(images, labels):
                 optimizer.zero_grad()
@@ -332,14 +333,17 @@ def plain_tensor_curves(tmp_path_factory):
     return {c: _pr_counts(run, f"pr_curve/{c}") for c in CLASSES}
 
 
-@pytest.mark.parametrize("mode, outputs", [
-    pytest.param("dict", None, id="dict-logits"),
-    pytest.param("tuple", None, id="tuple"),
-    pytest.param("namedtuple", None, id="namedtuple"),
-    pytest.param("model_output", None, id="transformers-ModelOutput"),
-    pytest.param("named_key", "scores", id="outputs-key"),
-    pytest.param("function", lambda out: out[1], id="outputs-function"),
-])
+@pytest.mark.parametrize(
+    "mode, outputs",
+    [
+        pytest.param("dict", None, id="dict-logits"),
+        pytest.param("tuple", None, id="tuple"),
+        pytest.param("namedtuple", None, id="namedtuple"),
+        pytest.param("model_output", None, id="transformers-ModelOutput"),
+        pytest.param("named_key", "scores", id="outputs-key"),
+        pytest.param("function", lambda out: out[1], id="outputs-function"),
+    ],
+)
 def test_structured_outputs_feed_pr_curves_and_prediction_figure(tmp_path, plain_tensor_curves, mode, outputs):
     if mode == "model_output":
         pytest.importorskip("transformers")
@@ -373,13 +377,7 @@ def test_nested_train_steps_count_once(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with Tracker(net, callbacks=[LossLogger(every_n_steps=1), log], writer=str(tmp_path)) as tracker:
-            @tracker.train_step
-            def inner(inputs, labels):
-                optimizer.zero_grad()
-                loss = F.cross_entropy(net(inputs), labels)
-                loss.backward()
-                optimizer.step()
-                return loss
+            inner = tracker.train_step(tutorial_step(net, optimizer))
 
             @tracker.train_step
             def outer(inputs, labels):
@@ -417,6 +415,7 @@ def test_gradients_are_taken_before_the_loop_zeroes_them(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with Tracker(net, callbacks=[ParameterHistograms(every_n_steps=1)], writer=str(tmp_path)) as tracker:
+
             @tracker.train_step
             def train_step(inputs, labels):
                 loss = F.cross_entropy(net(inputs), labels)
@@ -449,6 +448,7 @@ def test_no_backward_warns_once_about_missing_gradients(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with Tracker(net, callbacks=[ParameterHistograms(every_n_steps=1)], writer=str(tmp_path)) as tracker:
+
             @tracker.train_step
             def train_step(inputs, labels):
                 with torch.no_grad():
@@ -468,38 +468,25 @@ def test_no_backward_warns_once_about_missing_gradients(tmp_path):
 def test_learning_rate_without_optimizer_uses_the_one_seen_stepping():
     net, optimizer = _net_and_optimizer(lr=0.05)
     with Tracker(net, callbacks=[LearningRate(every_n_steps=1)], writer="memory") as tracker:
-        @tracker.train_step
-        def train_step(inputs, labels):
-            optimizer.zero_grad()
-            loss = F.cross_entropy(net(inputs), labels)
-            loss.backward()
-            optimizer.step()
-            return loss
-
-        for inputs, labels in make_batches(3):
-            train_step(inputs, labels)
-    assert tracker.writer.sinks[0].series("lr") == [(0, pytest.approx(0.05)), (1, pytest.approx(0.05)),
-                                            (2, pytest.approx(0.05))]
+        train_tutorial(tracker, net, make_batches(3), optimizer=optimizer)
+    assert tracker.writer.sinks[0].series("lr") == [
+        (0, pytest.approx(0.05)),
+        (1, pytest.approx(0.05)),
+        (2, pytest.approx(0.05)),
+    ]
 
 
 def test_learning_rate_tags_use_param_group_names():
     torch.manual_seed(0)
     net = TinyNet()
-    optimizer = torch.optim.SGD([
-        {"params": net.fc1.parameters(), "lr": 0.1, "name": "body"},
-        {"params": net.fc2.parameters(), "lr": 0.01, "name": "head"},
-    ])
+    optimizer = torch.optim.SGD(
+        [
+            {"params": net.fc1.parameters(), "lr": 0.1, "name": "body"},
+            {"params": net.fc2.parameters(), "lr": 0.01, "name": "head"},
+        ]
+    )
     with Tracker(net, callbacks=[LearningRate(every_n_steps=1)], writer="memory") as tracker:
-        @tracker.train_step
-        def train_step(inputs, labels):
-            optimizer.zero_grad()
-            loss = F.cross_entropy(net(inputs), labels)
-            loss.backward()
-            optimizer.step()
-            return loss
-
-        for inputs, labels in make_batches(2):
-            train_step(inputs, labels)
+        train_tutorial(tracker, net, make_batches(2), optimizer=optimizer)
     lr_tags = {t for t in tracker.writer.sinks[0].tags("scalar") if t.startswith("lr")}
     assert lr_tags == {"lr/body", "lr/head"}, lr_tags
     assert [v for _, v in tracker.writer.sinks[0].series("lr/body")] == pytest.approx([0.1, 0.1])
@@ -508,15 +495,7 @@ def test_learning_rate_tags_use_param_group_names():
 
 # --------------------------------------------------------------------------- 8. resume
 def _two_steps(tracker, net, optimizer):
-    @tracker.train_step
-    def train_step(inputs, labels):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(net(inputs), labels)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return [train_step(x, y).item() for x, y in make_batches(2)]
+    return [loss.item() for loss in train_tutorial(tracker, net, make_batches(2), optimizer=optimizer)]
 
 
 def test_resume_step_continues_the_axis(tmp_path):

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import PYTHON, load_run, scalar_series
 
 pytestmark = pytest.mark.slow
@@ -57,8 +56,9 @@ def _start(tmp_path: Path, env: dict[str, str], mode: str) -> tuple[subprocess.P
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     log_dir = tmp_path / "run"
-    process = subprocess.Popen([PYTHON, str(script), str(log_dir), mode], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [PYTHON, str(script), str(log_dir), mode], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     return process, log_dir
 
 

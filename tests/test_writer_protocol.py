@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import load_run
 from tensorboard.plugins.pr_curve import metadata as pr_metadata
 from torch.utils.tensorboard import SummaryWriter
 
-from conftest import load_run
 from trackers import LooptrackWarning, MemoryWriter, TensorBoardWriter
 from trackers.tensorboard.histogram import TENSORFLOW_EDGES
 
@@ -21,14 +21,18 @@ def _histogram_fields(run, tag):
     return h.min, h.max, h.num, h.sum, h.sum_squares, list(h.bucket_limit), list(h.bucket)
 
 
-@pytest.mark.parametrize("values", [
-    pytest.param(torch.randn(10_000), id="normal"),
-    pytest.param(torch.randn(5_000) * 1e-9, id="tiny"),
-    pytest.param(torch.tensor([0.0, 0.0, 3.0]), id="zeros"),
-    pytest.param(torch.from_numpy(np.concatenate([TENSORFLOW_EDGES[::3], -TENSORFLOW_EDGES[::4]])).float(),
-                 id="on-edges"),
-    pytest.param(torch.randn(64, 3, 5, 5).to(torch.float64), id="float64-4d"),
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param(torch.randn(10_000), id="normal"),
+        pytest.param(torch.randn(5_000) * 1e-9, id="tiny"),
+        pytest.param(torch.tensor([0.0, 0.0, 3.0]), id="zeros"),
+        pytest.param(
+            torch.from_numpy(np.concatenate([TENSORFLOW_EDGES[::3], -TENSORFLOW_EDGES[::4]])).float(), id="on-edges"
+        ),
+        pytest.param(torch.randn(64, 3, 5, 5).to(torch.float64), id="float64-4d"),
+    ],
+)
 def test_histogram_equals_add_histogram(tmp_path, values):
     reference = SummaryWriter(str(tmp_path / "reference"))
     reference.add_histogram("h", values, 3)
@@ -160,8 +164,14 @@ def test_the_accelerator_path_counts_like_numpy_too():
     """The closed form (log, floor, fix-up, bincount) used on GPUs, checked here on CPU tensors."""
     from trackers.tensorboard.histogram import _bucket_counts_closed_form
 
-    values = np.concatenate([np.random.default_rng(0).normal(0, 1, 50_000), TENSORFLOW_EDGES[::3],
-                             -TENSORFLOW_EDGES[::5], [0.0, 1e-13, -1e-13, np.nan, np.inf]]).astype(np.float32)
+    values = np.concatenate(
+        [
+            np.random.default_rng(0).normal(0, 1, 50_000),
+            TENSORFLOW_EDGES[::3],
+            -TENSORFLOW_EDGES[::5],
+            [0.0, 1e-13, -1e-13, np.nan, np.inf],
+        ]
+    ).astype(np.float32)
     counts, stats = _bucket_counts_closed_form(torch.from_numpy(values))
     finite = values[np.isfinite(values)].astype(np.float64)
     np.testing.assert_array_equal(counts.numpy(), np.histogram(finite, bins=TENSORFLOW_EDGES)[0])
@@ -173,10 +183,14 @@ def test_the_cpu_path_counts_every_dtype_like_summary_writer(dtype):
     """Counted in numpy without a float64 copy of float32 values: still SummaryWriter's buckets and stats."""
     from trackers.tensorboard.histogram import bucket_counts
 
-    values = torch.cat([torch.randn(20_000, generator=torch.Generator().manual_seed(0)) * 300,
-                        torch.tensor([0.0, 1.0, -1.0, 65504.0])]).to(dtype)
+    values = torch.cat(
+        [torch.randn(20_000, generator=torch.Generator().manual_seed(0)) * 300, torch.tensor([0.0, 1.0, -1.0, 65504.0])]
+    ).to(dtype)
     counts, stats = bucket_counts(values)
     as_float64 = values.double().numpy()
     np.testing.assert_array_equal(counts.numpy(), np.histogram(as_float64, bins=TENSORFLOW_EDGES)[0])
-    np.testing.assert_allclose(stats.numpy()[:5], [as_float64.min(), as_float64.max(), as_float64.size,
-                                                   as_float64.sum(), np.square(as_float64).sum()], rtol=1e-12)
+    np.testing.assert_allclose(
+        stats.numpy()[:5],
+        [as_float64.min(), as_float64.max(), as_float64.size, as_float64.sum(), np.square(as_float64).sum()],
+        rtol=1e-12,
+    )

@@ -10,11 +10,20 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import load_run, scalar_series
 from matplotlib.figure import Figure
 
-from conftest import load_run, scalar_series
-from trackers import (LogDirError, LoggingError, LooptrackWarning, MemorySink, MemoryWriter, Sink, TensorBoardWriter,
-                      Tracker, Writer)
+from trackers import (
+    LogDirError,
+    LoggingError,
+    LooptrackWarning,
+    MemorySink,
+    MemoryWriter,
+    Sink,
+    TensorBoardWriter,
+    Tracker,
+    Writer,
+)
 from trackers.writers import resolve_writer
 
 

@@ -1,4 +1,4 @@
-"""One name -> class registry for callbacks and sinks, used by ``Tracker(writer=...)``, config files and the CLI.
+"""One name -> class registry for callbacks, sinks and loop adapters: configs, ``writer=``, ``attach`` and the CLI.
 
 Built-ins are listed as ``module:Class`` and imported only when used.
 Third-party packages add theirs through entry points::

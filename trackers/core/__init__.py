@@ -1,1 +1,1 @@
-"""The run: the Tracker, events and their dispatch, state, forward capture, lifecycle hooks, distributed."""
+"""The run: the Tracker, events and their dispatch (with every-N), state, forward capture, config, distributed."""

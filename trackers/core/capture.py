@@ -39,7 +39,6 @@ class ForwardCapture:
             )
         self.model = model
         self.outputs: Any = None
-        self.calls = 0
         self.first_args: tuple[Any, ...] | None = None
         self.first_kwargs: dict[str, Any] | None = None
         self.last_args: tuple[Any, ...] = ()
@@ -56,7 +55,6 @@ class ForwardCapture:
             self.first_kwargs = detach_tree(kwargs)
 
     def _after_forward(self, module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        self.calls += 1
         if isinstance(output, torch.Tensor):
             if output.ndim == 0 and self.outputs is not None:
                 # a scalar after this batch's real outputs: Lightning's DDP calls the module once more

@@ -48,16 +48,9 @@ class RunState:
     validating: bool = False
     stage: str = "train"
     loop: str = "decorator"
-    strict: bool = False
     capture: ForwardCapture | None = None
     optimizers: list[Any] = field(default_factory=list)
     pass_loss: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def steps_done(self) -> int:
-        """How many training steps have completed (or are running) in this run."""
-        return self.step_index + 1
 
     @property
     def first_inputs(self) -> tuple[Any, ...] | None:

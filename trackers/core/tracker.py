@@ -167,7 +167,7 @@ class Tracker:
         self.strict = strict
         self.step_on = step_on
         self.outputs = outputs
-        self.state = RunState(model=model, writer=self.writer, strict=strict, capture=self._capture)
+        self.state = RunState(model=model, writer=self.writer, capture=self._capture)
         if resume_step is not None:
             self.state.step = self.state.step_index = resume_step - 1  # the next training step is resume_step
         self._reporter = OnceReporter()

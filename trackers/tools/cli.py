@@ -4,6 +4,7 @@ looptrack demo [--epochs 2 ...]          train the tutorial CNN and log it
 looptrack inspect runs                    runs, tags, kinds, counts, steps, last values
 looptrack export runs --format csv -o scalars.csv
 looptrack doctor runs [--salvage DIR]     check every record's CRC, salvage a damaged run
+looptrack names                           the registered callbacks, sinks and loop adapters (config names)
 """
 
 from __future__ import annotations
@@ -49,7 +50,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("logdir", help="a run directory or a directory of runs")
     doctor.add_argument("--salvage", metavar="OUTDIR", help="write a repaired copy of the run(s) here")
+    commands.add_parser(
+        "names",
+        help="the names config files and writer= accept",
+        description="Every registered callback, sink and loop adapter: built-ins, entry points and run-time "
+        "registrations, as config files, Tracker(writer=...) and Tracker.attach look them up.",
+    )
     return parser
+
+
+def registered_names() -> str:
+    """One line per registry group: ``callbacks: embedding, graph, ...``."""
+    from trackers import registry
+
+    return "\n".join(f"{kind}s: {', '.join(registry.known_names(group))}" for group, kind in registry.KINDS.items())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"wrote {args.output}")
             else:
                 sys.stdout.write(text)
+        elif args.command == "names":
+            print(registered_names())
         elif args.command == "doctor":
             from trackers.tools.doctor import check, format_reports, salvage
 

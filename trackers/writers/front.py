@@ -591,17 +591,16 @@ class Writer:
                     self._on_error(error, plain, sink)
 
     def _flush_sinks(self) -> None:
-        for sink in self.sinks:
-            try:
-                sink.flush()
-            except Exception as error:
-                self._on_error(error, None, sink)
+        self._each_sink("flush")
 
     def _close_sinks(self) -> None:
+        self._each_sink("close")
+
+    def _each_sink(self, method: str) -> None:
         for sink in self.sinks:
             try:
-                sink.close()
-            except Exception as error:
+                getattr(sink, method)()
+            except Exception as error:  # one sink failing does not stop the others
                 self._on_error(error, None, sink)
 
     def _on_error(self, error: BaseException, record: Any, sink: Sink | None = None) -> None:
