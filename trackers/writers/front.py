@@ -31,7 +31,7 @@ from trackers.errors import LoggingError, OnceReporter
 from trackers.tensorboard.histogram import bucket_counts
 from trackers.tensorboard.pr_curve import MAX_THRESHOLDS, binary_bucket_counts
 from trackers.writers import records as rec
-from trackers.writers.plain import to_plain
+from trackers.writers.delivery import Delivery
 from trackers.writers.queue import RecordQueue, check_options
 from trackers.writers.sink import Sink
 from trackers.writers.transfer import Deferred, snapshot
@@ -71,19 +71,18 @@ class Writer:
                 )
         check_options("Writer", flush_secs, max_pending, when_full)
         self.sinks: tuple[Sink, ...] = tuple(sinks)
-        self.strict = strict
         self._reporter = OnceReporter()
-        self._errors = 0
-        self._first_error: BaseException | None = None
+        self._delivery = Delivery(self.sinks, self._reporter, self.describe())
+        self.strict = strict
         self._closed = False
         self._last_scalars: dict[str, Any] = {}
         self._queue: RecordQueue | None = None
         if self.sinks:
             self._queue = RecordQueue(
-                self._write,
-                self._flush_sinks,
-                self._close_sinks,
-                self._on_error,
+                self._delivery.write,
+                self._delivery.flush,
+                self._delivery.close,
+                self._delivery.failed,
                 name="looptrack-writer",
                 flush_secs=flush_secs,
                 max_pending=max_pending,
@@ -423,10 +422,10 @@ class Writer:
                 f"{self.describe()}: {self._queue.dropped} record(s) were "
                 "dropped because the queue was full (when_full='drop_oldest')",
             )
-        if self._errors and not self.strict:
+        if self.errors and not self.strict:
             self._reporter.warn(
                 "closing-errors",
-                f"{self.describe()}: {self._errors} record(s) could not be written during this run "
+                f"{self.describe()}: {self.errors} record(s) could not be written during this run "
                 "(the first error was reported when it happened)",
             )
         self._raise_if_strict_error()
@@ -446,9 +445,18 @@ class Writer:
         return self._closed
 
     @property
+    def strict(self) -> bool:
+        """Raise instead of reporting: bad input at once, a failed write at the next call on the training thread."""
+        return self._delivery.strict
+
+    @strict.setter
+    def strict(self, value: bool) -> None:
+        self._delivery.strict = value
+
+    @property
     def errors(self) -> int:
         """How many records failed to write so far."""
-        return self._errors
+        return self._delivery.errors
 
     @property
     def dropped(self) -> int:
@@ -567,55 +575,9 @@ class Writer:
         self._reporter.warn("thread-died", message, stacklevel=4)
 
     def _raise_if_strict_error(self) -> None:
-        if self.strict and self._first_error is not None:
-            error, self._first_error = self._first_error, None
+        if self.strict and self._delivery.first_error is not None:
+            error = self._delivery.take_first_error()
             raise LoggingError(f"{self.describe()} failed to write: {error}") from error
-
-    # -------------------------------------------------------------- writer thread
-    def _warn(self, key: Hashable, message: str) -> None:
-        self._reporter.warn(key, message, stacklevel=3)
-
-    def _write(self, record: rec.Record) -> None:
-        for plain in to_plain(record, self._warn):
-            for sink in self.sinks:
-                write = getattr(sink, f"write_{plain.kind}", None)
-                if write is None:
-                    self._reporter.warn(
-                        ("unsupported", id(sink), plain.kind),
-                        f"{sink.describe()} cannot show {plain.kind} records; '{plain.tag}' and later ones are skipped",
-                    )
-                    continue
-                try:
-                    write(plain)
-                except Exception as error:  # one sink failing does not stop the others
-                    self._on_error(error, plain, sink)
-
-    def _flush_sinks(self) -> None:
-        self._each_sink("flush")
-
-    def _close_sinks(self) -> None:
-        self._each_sink("close")
-
-    def _each_sink(self, method: str) -> None:
-        for sink in self.sinks:
-            try:
-                getattr(sink, method)()
-            except Exception as error:  # one sink failing does not stop the others
-                self._on_error(error, None, sink)
-
-    def _on_error(self, error: BaseException, record: Any, sink: Sink | None = None) -> None:
-        self._errors += 1
-        if self._first_error is None:
-            self._first_error = error
-        if self.strict:
-            return  # raised on the training thread at its next call
-        what = f"{record.kind} '{record.tag}' at step {record.step}" if hasattr(record, "kind") else "flush/close"
-        who = sink.describe() if sink is not None else self.describe()
-        self._reporter.warn(
-            ("error", type(error)),
-            f"{who} could not write {what}: {type(error).__name__}: {error}. "
-            "Training goes on; later errors of this kind are counted, not printed (strict=True raises)",
-        )
 
 
 class SinkWriter(Writer):
