@@ -39,16 +39,16 @@ def _copied(value: Any) -> Any:
 class LearningRate(Callback):
     """Logs ``lr`` of every param group, and ``momentum`` where the optimizer has one.
 
-        >>> tracker = Tracker(net, callbacks=[LearningRate(every_n_steps=50)])             # doctest: +SKIP
+    >>> tracker = Tracker(net, callbacks=[LearningRate(every_n_steps=50)])             # doctest: +SKIP
 
-        ``optimizer=None`` (the default) takes the run's optimizers: the
-        framework's (Lightning, transformers create theirs inside
-        ``fit()``/``train()``) or, in a plain loop, those seen stepping over the
-        model's parameters. Groups are tagged by their ``name`` key where set
-        (``lr/head``), else ``lr/group<i>``; one group is just ``lr``. The rate
+    ``optimizer=None`` (the default) takes the run's optimizers: the
+    framework's (Lightning, transformers create theirs inside
+    ``fit()``/``train()``) or, in a plain loop, those seen stepping over the
+    model's parameters. Groups are tagged by their ``name`` key where set
+    (``lr/head``), else ``lr/group<i>``; one group is just ``lr``. The rate
     logged at a step is the one that step's optimizer update used (read as the
     optimizer is about to step, before a scheduler moves it). A tensor
-        learning rate is handed to the writer as it is (no host sync).
+    learning rate is handed to the writer as it is (no host sync).
     """
 
     every: Every
