@@ -19,12 +19,12 @@ from torch.utils.tensorboard import SummaryWriter
 
 add_repo_to_path()
 
-from common import machine, paired_rounds, timed, tutorial_step  # noqa: E402
+from common import machine, paired_rounds, timed  # noqa: E402
 
 from callbacks import LossLogger  # noqa: E402
 from trackers import Tracker  # noqa: E402
 from trackers.core.optimizers import OptimizerWatch  # noqa: E402
-from trackers.tools.demo import TutorialNet  # noqa: E402
+from trackers.tools.demo import TutorialNet, tutorial_step  # noqa: E402
 
 
 def main() -> None:

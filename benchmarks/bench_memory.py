@@ -22,8 +22,7 @@ from common import machine  # noqa: E402
 CHILD = r"""
 import resource, sys, torch
 sys.path[:0] = [{root!r}, {here!r}]
-from common import tutorial_step
-from trackers.tools.demo import CLASSES, TutorialNet
+from trackers.tools.demo import CLASSES, TutorialNet, tutorial_step
 mode, steps, log_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 torch.manual_seed(0)
 net = TutorialNet()

@@ -33,9 +33,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 add_repo_to_path()
 
-from common import machine, tutorial_step  # noqa: E402
+from common import machine  # noqa: E402
 
-from trackers.tools.demo import CLASSES, TutorialNet  # noqa: E402
+from trackers.tools.demo import (  # noqa: E402
+    CLASSES,
+    TutorialNet,
+    tutorial_step,
+)
 
 LOSS_EVERY, FIGURE_EVERY, HIST_EVERY = 50, 500, 100
 

@@ -20,10 +20,11 @@ from benchmarks_path import add_repo_to_path
 
 add_repo_to_path()
 
-from common import SyncCounter, machine  # noqa: E402
+from common import machine  # noqa: E402
 
 from callbacks import LearningRate, LossLogger, ParameterHistograms, PRCurves  # noqa: E402
 from trackers import Tracker  # noqa: E402
+from trackers.tools.syncs import SyncCounter  # noqa: E402
 
 STEPS_OF_DATA, BATCH, ACCUMULATE = 80, 16, 2
 

@@ -7,11 +7,8 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -44,31 +41,3 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def tutorial_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Step:
-    """The PyTorch TensorBoard tutorial's training step: zero_grad, cross-entropy, backward, optimizer step."""
-
-    def step(inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(net(inputs), labels)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return step
-
-
-class SyncCounter(TorchDispatchMode):
-    """Counts host syncs in its block: ``.item()`` and friends dispatch ``aten._local_scalar_dense``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.syncs = 0
-
-    def __torch_dispatch__(
-        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.syncs += 1
-        return func(*args, **(kwargs or {}))

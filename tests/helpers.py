@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from callbacks import EVENTS, Callback
+from trackers.tools.demo import tutorial_step
 
 if TYPE_CHECKING:
     from trackers import Tracker
@@ -29,21 +29,6 @@ def fashion_batches(data: SyntheticFashionMNIST, n: int, batch_size: int, start:
         )
         for i in range(n)
     ]
-
-
-def tutorial_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> Step:
-    """The tutorial's training step: zero_grad, cross-entropy, backward, optimizer step (no optimizer: loss only)."""
-
-    def step(inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if optimizer is None:
-            return F.cross_entropy(net(inputs), labels)
-        optimizer.zero_grad()
-        loss = F.cross_entropy(net(inputs), labels)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return step
 
 
 def _accumulating_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer | None, accumulate: int) -> Step:
@@ -139,18 +124,3 @@ class RecordingCallback(Callback):
 
 for _name in RecordingCallback.HOOKS:
     setattr(RecordingCallback, _name, _record(_name))
-
-
-class SyncCounter(TorchDispatchMode):
-    """Counts host syncs in its block: ``.item()`` and friends dispatch ``aten._local_scalar_dense``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.syncs = 0
-
-    def __torch_dispatch__(
-        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.syncs += 1
-        return func(*args, **(kwargs or {}))

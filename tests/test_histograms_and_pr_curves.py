@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import TinyNet, load_run, make_batches
-from helpers import SyncCounter, train_tutorial
+from helpers import train_tutorial
 from torch.utils.tensorboard import SummaryWriter
 
 from callbacks import ParameterHistograms, PRCurves
 from trackers import LooptrackWarning, MemoryWriter, Tracker
+from trackers.tools.syncs import SyncCounter
 
 CLASSES = ["cat", "dog", "bird"]
 

@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 from conftest import TinyNet, make_batches, scalar_series
-from helpers import SyncCounter, train_tutorial
+from helpers import train_tutorial
 
 from callbacks import LossLogger
 from trackers import LooptrackWarning, MemoryWriter, Tracker
+from trackers.tools.syncs import SyncCounter
 
 
 def _losses(n: int) -> list[torch.Tensor]:

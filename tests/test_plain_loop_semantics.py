@@ -17,11 +17,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TinyNet, load_run, make_batches, scalar_series
-from helpers import train_tutorial, tutorial_eval_step, tutorial_step
+from helpers import train_tutorial, tutorial_eval_step
 from tensorboard.util import tensor_util
 
 from callbacks import Callback, LearningRate, LossLogger, ParameterHistograms, PRCurves, PredictionFigure
 from trackers import LooptrackWarning, Tracker
+from trackers.tools.demo import tutorial_step
 
 CLASSES = ["ant", "bee", "cat"]
 

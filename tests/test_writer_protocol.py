@@ -135,7 +135,7 @@ def test_export_scalars_as_json(tmp_path):
 
 
 def test_histogram_and_pr_curve_do_not_sync_the_caller():
-    from test_loss_logger import SyncCounter
+    from trackers.tools.syncs import SyncCounter
 
     writer = MemoryWriter()
     with SyncCounter() as counter:

@@ -74,10 +74,6 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str,
     return dict(data)
 
 
-def _did_you_mean(name: str, known: Sequence[str]) -> str:
-    return registry.did_you_mean(name, list(known))
-
-
 def _describe(annotation: Any) -> str:
     if isinstance(annotation, type):
         return annotation.__name__
@@ -132,7 +128,8 @@ def check_arguments(cls: type, arguments: Mapping[str, Any], where: str) -> None
                 continue
             accepted = ", ".join(parameters) or "no arguments"
             raise ConfigError(
-                f"{where}: unknown key {key!r}{_did_you_mean(key, list(parameters))} ({cls.__name__} takes {accepted})"
+                f"{where}: unknown key {key!r}{registry.did_you_mean(key, list(parameters))} "
+                f"({cls.__name__} takes {accepted})"
             )
         annotation = hints.get(key, parameters[key].annotation)
         if not _matches(value, annotation):
@@ -163,7 +160,9 @@ def _resolve(group: str, name: Any, where: str, allow_imports: bool) -> type:
         except (ImportError, AttributeError) as error:
             raise ConfigError(f"{where}: can't import {name!r}: {error}") from error
     known = registry.known_names(group)
-    raise ConfigError(f"{where}: unknown {kind} {name!r}{_did_you_mean(name, known)} (known: {', '.join(known)})")
+    raise ConfigError(
+        f"{where}: unknown {kind} {name!r}{registry.did_you_mean(name, known)} (known: {', '.join(known)})"
+    )
 
 
 def _entries(callbacks: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -203,7 +202,7 @@ def build(config: Mapping[str, Any], *, allow_imports: bool = False) -> tuple[li
     unknown = [key for key in config if key not in TOP_LEVEL_KEYS]
     if unknown:
         raise ConfigError(
-            f"unknown top-level key {unknown[0]!r}{_did_you_mean(unknown[0], TOP_LEVEL_KEYS)} "
+            f"unknown top-level key {unknown[0]!r}{registry.did_you_mean(unknown[0], TOP_LEVEL_KEYS)} "
             f"(known: {', '.join(TOP_LEVEL_KEYS)})"
         )
     strict = config.get("strict", False)

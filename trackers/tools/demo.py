@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +89,28 @@ class SyntheticFashionMNIST(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.data[index], int(self.targets[index])
+
+
+def tutorial_step(
+    net: nn.Module, optimizer: torch.optim.Optimizer | None, criterion: Callable[..., torch.Tensor] = F.cross_entropy
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The tutorial's training step: zero_grad, loss, backward, optimizer step (``optimizer=None``: the loss only).
+
+    >>> step = tutorial_step(TutorialNet(), None)
+    >>> step(torch.zeros(2, 1, 28, 28), torch.tensor([0, 1])).shape
+    torch.Size([])
+    """
+
+    def step(inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if optimizer is None:
+            return criterion(net(inputs), labels)
+        optimizer.zero_grad()
+        loss = criterion(net(inputs), labels)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
 
 
 def fashion_mnist_datasets(
@@ -202,14 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     hparams = {"lr": args.lr, "batch_size": args.batch_size, "epochs": args.epochs, "optimizer": "SGD(momentum=0.9)"}
     with Tracker(net, callbacks=demo_callbacks(args.log_every, optimizer, hparams), writer=log_dir) as tracker:
-
-        @tracker.train_step
-        def train_step(inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = criterion(net(inputs), labels)
-            loss.backward()
-            optimizer.step()
-            return loss
+        train_step = tracker.train_step(tutorial_step(net, optimizer, criterion))
 
         @tracker.eval_step
         def eval_step(inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
