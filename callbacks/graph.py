@@ -61,7 +61,7 @@ class GraphTrace(Callback):
             self._reporter.warn("no-model", "GraphTrace needs the model: Tracker(model, ...); no graph is written")
             return
         try:
-            if self.use_jit:
+            if self.use_jit or isinstance(model, torch.jit.ScriptModule):  # fx can't trace TorchScript
                 from torch.utils.tensorboard._pytorch_graph import graph as jit_graph
 
                 graph_def, _ = jit_graph(model, args)

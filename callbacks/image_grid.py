@@ -6,7 +6,7 @@ import torch
 from typing_extensions import override
 
 from callbacks.base import Callback
-from callbacks.images import Unnormalize, as_nchw, check_unnormalize, image_problem, unnormalized
+from callbacks.images import TUTORIAL_UNNORMALIZE, Unnormalize, check_unnormalize, image_problem, pictures
 from trackers.core.schedule import Every, FirstStep
 from trackers.core.state import BatchRecord, RunState
 from trackers.errors import OnceReporter
@@ -19,7 +19,9 @@ class ImageGrid(Callback):
 
     The grid is built with ``torchvision.utils.make_grid`` on the inputs'
     device at the logging step; ``unnormalize`` as in
-    :class:`~callbacks.prediction_figure.PredictionFigure`.
+    :class:`~callbacks.prediction_figure.PredictionFigure`. Inputs are
+    float images, or ``uint8`` pixels (0-255) shown as they are: the default
+    ``unnormalize`` is for normalised floats and leaves ``uint8`` alone.
     """
 
     def __init__(
@@ -28,7 +30,7 @@ class ImageGrid(Callback):
         tag: str = "images",
         n: int | None = None,
         nrow: int = 8,
-        unnormalize: Unnormalize = (0.5, 0.5),
+        unnormalize: Unnormalize = TUTORIAL_UNNORMALIZE,
     ) -> None:
         self.every = FirstStep() if every_n_steps is None else Every(every_n_steps, owner="ImageGrid")
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
@@ -55,6 +57,6 @@ class ImageGrid(Callback):
         from torchvision.utils import make_grid
 
         with torch.no_grad():
-            images = as_nchw(batch.inputs.detach())[: self.n]
-            grid = make_grid(unnormalized(images, self.unnormalize), nrow=self.nrow)
+            images = pictures(batch.inputs[: self.n], self.unnormalize, "ImageGrid", self._reporter)
+            grid = make_grid(images, nrow=self.nrow)
         state.writer.image(self.tag, grid, state.step)

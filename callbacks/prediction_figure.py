@@ -9,7 +9,7 @@ import torch
 from typing_extensions import override
 
 from callbacks.base import Callback
-from callbacks.images import Unnormalize, as_nchw, check_unnormalize, image_problem, unnormalized
+from callbacks.images import TUTORIAL_UNNORMALIZE, Unnormalize, check_unnormalize, image_problem, pictures
 from trackers.core import hints
 from trackers.core.schedule import Every
 from trackers.core.state import BatchRecord, RunState
@@ -98,6 +98,31 @@ def render_predictions(
     return figure
 
 
+def class_indices(targets: Sequence[float | int | bool], count: int) -> list[int]:
+    """Targets read back on the writer thread as class indices, or a ValueError naming the first bad one.
+
+    >>> class_indices([2, 1.0, True], 3)
+    [2, 1, 1]
+    """
+    labels = []
+    for target in targets:
+        if isinstance(target, float) and not target.is_integer():
+            raise ValueError(
+                f"PredictionFigure: target {target} is not a class index; give integer class indices "
+                f"0..{count - 1} (or one-hot rows)"
+            )
+        label = int(target)
+        if not 0 <= label < count:
+            raise ValueError(f"PredictionFigure: target {label} is outside the {count} classes")
+        labels.append(label)
+    return labels
+
+
+def _one_hot(targets: torch.Tensor, rows: int, classes: int) -> bool:
+    """Whether ``targets`` has the shape of one-hot rows ``[rows, classes]`` (shape only: no host sync)."""
+    return classes > 1 and tuple(targets.shape) == (rows, classes)
+
+
 class PredictionFigure(Callback):
     """Every N steps, ``n`` images of the batch with the predicted class, its probability and the true label.
 
@@ -111,9 +136,12 @@ class PredictionFigure(Callback):
     matplotlib figure instead: ~60 ms of Python that competes with training
     for the GIL). ``unnormalize=(mean, std)`` undoes the inputs'
     normalisation (the tutorial's ``img / 2 + 0.5`` is the default
-    ``(0.5, 0.5)``); 1-channel images are drawn in greys, 3-channel in
-    colour. Inputs that are not images disable the callback with one
-    warning.
+    ``(0.5, 0.5)``); ``uint8`` inputs are raw pixels (0-255) and are drawn
+    as they are, the default leaves them alone. 1-channel images are drawn
+    in greys, 3-channel in colour. Targets are class indices (integers, or
+    floats holding whole numbers) or one-hot rows ``[batch, classes]``
+    (their largest entry is the label). Inputs that are not images disable
+    the callback with one warning.
     """
 
     every: Every
@@ -124,7 +152,7 @@ class PredictionFigure(Callback):
         every_n_steps: int = 1000,
         n: int = 4,
         tag: str = "predictions vs. actuals",
-        unnormalize: Unnormalize = (0.5, 0.5),
+        unnormalize: Unnormalize = TUTORIAL_UNNORMALIZE,
         renderer: str = "pillow",
     ) -> None:
         if isinstance(classes, str) or not classes or not all(isinstance(c, str) for c in classes):
@@ -156,20 +184,21 @@ class PredictionFigure(Callback):
             return
         k = min(self.n, batch.inputs.shape[0])
         with torch.no_grad():
-            images = unnormalized(as_nchw(batch.inputs[:k].detach()), self.unnormalize)
+            images = pictures(batch.inputs[:k], self.unnormalize, "PredictionFigure", self._reporter)
             confidence, prediction = torch.softmax(batch.outputs[:k].detach().float(), dim=1).max(dim=1)
+            targets = batch.targets[:k].detach()
+            one_hot = _one_hot(targets, k, len(self.classes))
+            targets = targets.float().argmax(dim=1) if one_hot else targets.reshape(-1)
         classes = self.classes
         render = draw_predictions if self.renderer == "pillow" else render_predictions
 
         def draw(
-            images_: torch.Tensor, predictions: torch.Tensor, confidences: torch.Tensor, targets: torch.Tensor
+            images_: torch.Tensor, predictions: torch.Tensor, confidences: torch.Tensor, targets_: torch.Tensor
         ) -> object:
-            outside = [t for t in targets.tolist() if not 0 <= t < len(classes)]
-            if outside:
-                raise ValueError(f"PredictionFigure: target {outside[0]} is outside the {len(classes)} classes")
-            return render(images_.numpy(), predictions.tolist(), confidences.tolist(), targets.tolist(), classes)
+            labels = class_indices(targets_.tolist(), len(classes))
+            return render(images_.numpy(), predictions.tolist(), confidences.tolist(), labels, classes)
 
-        drawing = state.writer.later(draw, images, prediction, confidence, batch.targets[:k].detach().reshape(-1))
+        drawing = state.writer.later(draw, images, prediction, confidence, targets)
         state.writer.figure(self.tag, drawing, state.step)
 
     def _problem(self, batch: BatchRecord, state: RunState) -> str | None:
@@ -187,8 +216,13 @@ class PredictionFigure(Callback):
             return f"the outputs are {outputs.dtype}; it needs class scores (logits or probabilities), not labels"
         if outputs.shape[1] != len(self.classes):
             return f"the outputs have {outputs.shape[1]} scores but classes has {len(self.classes)} names"
-        if not isinstance(targets, torch.Tensor) or targets.numel() != outputs.shape[0]:
+        if not isinstance(targets, torch.Tensor):
             return f"no targets matching the batch; {hints.missing_targets_fix(state.loop)}"
+        if targets.numel() != outputs.shape[0] and not _one_hot(targets, outputs.shape[0], outputs.shape[1]):
+            return (
+                f"the targets have shape {tuple(targets.shape)} for {outputs.shape[0]} images; give one class index "
+                f"per image ([batch]) or one-hot rows ([batch, {outputs.shape[1]}])"
+            )
         return None
 
     def __repr__(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import time
 import types
 
 import pytest
@@ -178,3 +179,172 @@ def test_learning_rate_is_selectable_without_an_optimizer(tmp_path):
         step(torch.ones(1, 2))
         step(torch.ones(1, 2))
     assert [(s, round(v, 6)) for s, v in scalar_series(tmp_path, "lr")] == [(0, 0.3), (1, 0.3)]
+
+
+# ------------------------------------------------------------ bounded input, bounded messages
+
+
+def _alias_bomb(levels: int, under: str, indent: str, size: int) -> str:
+    """A "billion laughs" YAML document: ``a: &a ["x", ...]``, ``b: &b [*a, ...]``, ... nine wide, padded to ``size``.
+
+    Loaded, it shares one list per level; printed or walked, it holds 9**levels strings.
+    """
+    names = "abcdefghijklmnopqrstuvwxyz"
+    strings = ",".join(['"x"'] * 9)
+    lines = [under, f"{indent}a: &a [{strings}]"]
+    for level in range(1, levels):
+        lines.append(f"{indent}{names[level]}: &{names[level]} [{','.join(['*' + names[level - 1]] * 9)}]")
+    body = "\n".join(lines) + "\n"
+    assert len(body) < size
+    text = ("# billion laughs" + " " * size)[: size - len(body) - 1] + "\n" + body
+    assert len(text.encode()) == size
+    return text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _alias_bomb(9, "strict:", "  ", size=430),  # 9**9 strings: a 351 MB error message before
+        _alias_bomb(10, "callbacks:\n- loss:\n   every_n_steps:", "    ", size=472),  # 9**10: a MemoryError before
+    ],
+    ids=["430-byte", "472-byte"],
+)
+def test_yaml_alias_bombs_are_refused_quickly_with_a_short_message(tmp_path, text):
+    config = tmp_path / "bomb.yaml"
+    config.write_text(text)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match="alias bomb") as raised:
+        Tracker.from_config(config)
+    assert time.perf_counter() - started < 2.0
+    assert len(str(raised.value)) < 300, str(raised.value)
+    assert not isinstance(raised.value.__cause__, MemoryError)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("strict: &a [*a, *a]\n", "refers to a value that contains it"),
+        ("strict: " + "[" * 150 + "]" * 150 + "\n", "nested deeper than 100 levels"),
+        ("strict: *" + "n" * 100_000 + "\n", "can't be parsed"),  # an undefined alias with a huge name
+    ],
+    ids=["recursive alias", "too deep", "huge undefined alias"],
+)
+def test_other_unbounded_yaml_is_refused_with_a_short_message(tmp_path, text, message):
+    config = tmp_path / "odd.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=message) as raised:
+        Tracker.from_config(config)
+    assert len(str(raised.value)) < 1000
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".toml"])
+def test_config_files_over_one_mib_are_refused_unparsed(tmp_path, suffix):
+    config = tmp_path / f"big{suffix}"
+    config.write_text("# " + "x" * (1024 * 1024) + "\n")
+    with pytest.raises(ConfigError, match=r"larger than 1,048,576 bytes") as raised:
+        Tracker.from_config(config)
+    assert len(str(raised.value)) < 300
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    config = tmp_path / "latin1.yaml"
+    config.write_bytes("strict: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        Tracker.from_config(config)
+
+
+def test_huge_values_in_messages_are_cut_short(tmp_path):
+    row = list(range(1000))
+    huge = [[row] * 1000] * 1000  # a billion shared ints: valid data, a wrong type for every_n_steps
+    cases = [
+        ({"callbacks": [{"loss": {"every_n_steps": huge}}]}, r"'every_n_steps' must be int, got \[\[\[0, 1, "),
+        ({"callbacks": [{"pr_curves": {"classes": [row] * 1000}}]}, r"'classes' must be"),
+        ({"strict": huge}, r"'strict' must be true or false, got \[\["),
+        ({"callbacks": [{"loss": {"x" * 100_000: 1}}]}, r"unknown key 'xxx"),
+        ({"callbacks": [{"y" * 100_000: {}}]}, r"callbacks\[0\] \(yyy.*\.\.\.\): unknown callback"),
+        ({"callbacks": [{"loss": huge}]}, r"arguments must be a mapping"),
+        ({"callbacks": [huge]}, r"each entry is a name or a one-key mapping"),
+        ({"writer": huge}, r"'writer' must be a mapping"),
+        ({"z" * 100_000: 1}, r"unknown top-level key 'zzz"),
+    ]
+    for config, message in cases:
+        with pytest.raises(ConfigError, match=message) as raised:
+            Tracker.from_config(config)
+        assert len(str(raised.value)) < 600, str(raised.value)[:2000]
+    text = "callbacks:\n- loss:\n    every_n_steps: [" + ", ".join(["[1, 2, 3]"] * 5_000) + "]\n"  # 20,001 values
+    config = tmp_path / "wide.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match="'every_n_steps' must be int") as raised:
+        Tracker.from_config(config)
+    assert len(str(raised.value)) < 600
+
+
+# ------------------------------------------------------------ allow_imports names classes, never runs functions
+
+
+@pytest.mark.parametrize(
+    "path, arguments, found",
+    [
+        ("os.system", {"command": "touch {marker}"}, "a builtin_function_or_method, not a class"),
+        ("os:system", {"command": "touch {marker}"}, "a builtin_function_or_method, not a class"),
+        ("subprocess.call", {"args": ["touch", "{marker}"]}, "a function, not a class"),
+        ("builtins.eval", {"source": "open({marker!r}, 'w')"}, "a builtin_function_or_method, not a class"),
+        ("collections.OrderedDict", {"touch": "{marker}"}, "the class OrderedDict, not a Callback subclass"),
+        ("trackers.writers.sinks.memory:MemorySink", {}, "the class MemorySink, not a Callback subclass"),
+    ],
+)
+def test_import_paths_may_only_name_callback_classes(tmp_path, path, arguments, found):
+    marker = str(tmp_path / "pwned")
+    arguments = {
+        key: [v.format(marker=marker) for v in value] if isinstance(value, list) else value.format(marker=marker)
+        for key, value in arguments.items()
+    }
+    config = {"writer": "memory", "callbacks": ["loss", {path: arguments}]}
+    with pytest.raises(ConfigError) as raised:
+        Tracker.from_config(config, allow_imports=True)
+    message = str(raised.value)
+    assert message.startswith(f"callbacks[1] ({path}): {path!r} is {found}; ")
+    assert "must name a callbacks.Callback subclass; nothing was called" in message
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    "path, found",
+    [
+        ("os.system", "a builtin_function_or_method, not a class"),
+        ("collections.OrderedDict", "the class OrderedDict, not a Sink subclass"),
+        ("callbacks.loss:LossLogger", "the class LossLogger, not a Sink subclass"),
+    ],
+)
+def test_a_writer_backend_import_path_must_name_a_sink_class(tmp_path, path, found):
+    config = {"writer": {"backend": path, "command": f"touch {tmp_path / 'pwned'}"}}
+    with pytest.raises(ConfigError) as raised:
+        Tracker.from_config(config, allow_imports=True)
+    assert str(raised.value).startswith(f"writer ({path}): {path!r} is {found}; ")
+    assert "must name a trackers.Sink subclass (a sink class)" in str(raised.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_import_paths_to_sink_classes_and_missing_modules():
+    tracker = Tracker.from_config(
+        {"writer": {"backend": "trackers.writers.sinks.memory:MemorySink"}}, allow_imports=True
+    )
+    assert isinstance(tracker.writer.sinks[0], MemorySink)
+    tracker.close()
+    with pytest.raises(ConfigError, match=r"can't import 'no_such_module_xyz\.Thing': ModuleNotFoundError"):
+        Tracker.from_config({"callbacks": ["no_such_module_xyz.Thing"]}, allow_imports=True)
+    with pytest.raises(ConfigError, match=r"can't import 'os:no_such_name': AttributeError"):
+        Tracker.from_config({"callbacks": ["os:no_such_name"]}, allow_imports=True)
+
+
+def test_a_yaml_file_with_too_many_values_is_refused_while_parsing(tmp_path, monkeypatch):
+    import trackers.core.config as config_module
+
+    monkeypatch.setattr(config_module, "MAX_NODES", 1_000)  # 100,000 takes PyYAML seconds to reach
+    config = tmp_path / "long.yaml"
+    config.write_text("strict: [" + "1," * 200_000 + "1]\n")  # 400 KB, no aliases, 200,002 values
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"more than 1,000 values") as raised:
+        Tracker.from_config(config)
+    assert time.perf_counter() - started < 2.0  # refused after 1,000 values, not after parsing all
+    assert len(str(raised.value)) < 300

@@ -79,7 +79,7 @@ def test_two_ranks_write_one_run_with_reduced_values(tmp_path, subprocess_env):
     assert [r["writer"] for r in reports] == [["TensorBoardSink"], []]  # rank 1: a writer with no sinks
     for report in reports:
         assert report["after_6_steps"] == 1  # one all-reduce at the logged step 4, none on the other steps
-        assert report["total"] == 2 + 1 + 3  # steps 4 and 9, the validation loss, three PR-count sums
+        assert report["total"] == 2 + 1 + 1  # steps 4 and 9, the validation loss, the PR counts (one packed sum)
 
     event_files = [p for p in log_dir.rglob("events.out.tfevents.*")]
     assert len(event_files) == 1  # one run, from rank zero

@@ -68,7 +68,7 @@ def test_all_nan_and_empty_histograms_are_skipped_with_a_warning(tmp_path):
         writer.histogram("empty", torch.ones(0), 0)
         writer.close()
     text = " ".join(str(w.message) for w in caught)
-    assert "'nan' at step 0 has no finite values" in text and "'empty' at step 0: the tensor is empty" in text
+    assert "'nan' at step 0 has no finite values" in text and "'empty' at step 0: the values are empty" in text
     assert load_run(tmp_path).Tags()["histograms"] == []
 
 

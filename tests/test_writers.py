@@ -222,7 +222,7 @@ def test_a_deleted_log_dir_is_noticed_and_recreated(tmp_path):
         writer.scalar("x", 3.0, 2)
         writer.close()
     assert writer.sink.recreated == 1
-    assert scalar_series(log_dir, "x") == [(2, 3.0)]
+    assert scalar_series(log_dir, "x") == [(1, 2.0), (2, 3.0)]  # step 0 went with the directory; nothing after
 
 
 class FatalSink(Sink):

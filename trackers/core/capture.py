@@ -21,6 +21,27 @@ def detach_tree(value: Any) -> Any:
     return value
 
 
+def takes_forward_hooks(model: torch.nn.Module) -> bool:
+    """Whether Python forward hooks can be put on ``model``: a TorchScript module (``torch.jit.script`` or
+    ``torch.jit.trace``) refuses them.
+
+    >>> takes_forward_hooks(torch.nn.Linear(3, 2))
+    True
+    """
+    return not isinstance(model, torch.jit.ScriptModule)
+
+
+def meta_tensors(model: torch.nn.Module) -> list[str]:
+    """The names of ``model``'s parameters and buffers on the ``meta`` device: shapes without values.
+
+    >>> with torch.device("meta"):
+    ...     meta_tensors(torch.nn.Linear(3, 2))
+    ['weight', 'bias']
+    """
+    named = [*model.named_parameters(), *model.named_buffers()]
+    return [name for name, tensor in named if tensor.is_meta]
+
+
 class ForwardCapture:
     """Keeps the model's latest outputs (detached, not copied) and its first call's inputs.
 
@@ -29,6 +50,9 @@ class ForwardCapture:
     >>> capture.outputs.shape, capture.outputs.requires_grad
     (torch.Size([4, 2]), False)
     >>> capture.remove()
+
+    A model that refuses forward hooks (a TorchScript module) is watched
+    without them: ``hooked`` is False and ``outputs``/``first_args`` stay None.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
@@ -43,10 +67,13 @@ class ForwardCapture:
         self.first_kwargs: dict[str, Any] | None = None
         self.last_args: tuple[Any, ...] = ()
         self.last_kwargs: dict[str, Any] = {}
-        self._handles: list[RemovableHandle] = [
-            model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
-            model.register_forward_hook(self._after_forward),
-        ]
+        self.hooked = takes_forward_hooks(model)
+        self._handles: list[RemovableHandle] = []
+        if self.hooked:
+            self._handles = [
+                model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
+                model.register_forward_hook(self._after_forward),
+            ]
 
     def _before_forward(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.last_args, self.last_kwargs = args, kwargs  # references only, for loop adapters

@@ -13,7 +13,7 @@ import torch
 from trackers import lifecycle, registry
 from trackers.core import distributed
 from trackers.core.callback import Callback
-from trackers.core.capture import ForwardCapture, detach_tree
+from trackers.core.capture import ForwardCapture, detach_tree, meta_tensors
 from trackers.core.dispatch import CallbackList
 from trackers.core.optimizers import OptimizerWatch
 from trackers.core.state import BatchRecord, RunState
@@ -171,6 +171,8 @@ class Tracker:
         if resume_step is not None:
             self.state.step = self.state.step_index = resume_step - 1  # the next training step is resume_step
         self._reporter = OnceReporter()
+        if model is not None:
+            self._say_what_the_model_allows(model)
         self._started = False
         self._closed = False
         self._exception_seen = False
@@ -206,7 +208,11 @@ class Tracker:
 
         Names are looked up in the registry and arguments checked against the
         constructors before anything is built; see :mod:`trackers.core.config`.
-        ``allow_imports=True`` lets the config name classes by import path.
+        ``allow_imports=True`` lets the config name classes by import path
+        (``Callback`` subclasses, and ``Sink`` subclasses as the writer's
+        backend: anything else is refused before it is called). Resolving a
+        path imports its module, running the module's code: never pass
+        ``allow_imports=True`` for a config from an untrusted source.
         """
         from trackers.core.config import build, load_config
 
@@ -519,6 +525,33 @@ class Tracker:
         self._end_step()
 
     # ---------------------------------------------------------------- private
+    def _say_what_the_model_allows(self, model: torch.nn.Module) -> None:
+        """Warn once, at ``Tracker(model)``, about a model looptrack can only partly watch, and the fix."""
+        name = type(model).__name__
+        if self._capture is not None and not self._capture.hooked:
+            self._reporter.warn(
+                "script-module",
+                f"Tracker: the model is a TorchScript module ({name}, from torch.jit.script or torch.jit.trace), "
+                "which takes no Python forward hooks, so looptrack does not see its forward calls: its outputs "
+                "(for PRCurves, PredictionFigure, ...) and its first input (for GraphTrace's graph) are not "
+                "captured. The loss and everything the step returns are still logged. To get them back, return "
+                "{'loss': loss, 'outputs': logits} from the step and use GraphTrace(example_input=inputs) "
+                "(TorchScript is traced with torch.jit), or give Tracker the nn.Module before scripting it",
+                stacklevel=4,
+            )
+        meta = meta_tensors(model)
+        if meta:
+            examples = ", ".join(meta[:3]) + (", ..." if len(meta) > 3 else "")
+            self._reporter.warn(
+                "meta-model",
+                f"Tracker: {len(meta)} parameter(s)/buffer(s) of the model ({name}: {examples}) are on the meta "
+                "device: they have shapes but no values, so nothing computed from them can be logged (the "
+                "loss, parameter and gradient histograms, PR curves, images of outputs); the graph and "
+                "learning rates still are. Materialise the model before tracking it: "
+                "model.to_empty(device='cpu') (or 'cuda'), then load_state_dict(...) or initialise its weights",
+                stacklevel=4,
+            )
+
     def _fill(self, batch: BatchRecord, loss: Any, outputs: Any, targets: Any) -> None:
         if loss is not None:
             batch.loss = loss

@@ -48,6 +48,23 @@ def _positive_edges(device: torch.device) -> torch.Tensor:
     return _edge_cache[key]
 
 
+def count_slots(slots: torch.Tensor, size: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``bincount(slots, weights, minlength=size)`` for slots known to be in ``[0, size)``, without a host sync.
+
+    CUDA's ``bincount`` reads the largest slot back to size its output (a
+    sync); a ``scatter_add_`` into ``size`` zeros does not.
+
+    >>> count_slots(torch.tensor([0, 2, 2]), 4).tolist()
+    [1, 0, 2, 0]
+    """
+    slots = slots.reshape(-1)
+    if slots.device.type == "cpu":
+        return torch.bincount(slots, weights, minlength=size)
+    if weights is None:
+        weights = torch.ones((), dtype=torch.long, device=slots.device).expand(slots.shape)
+    return torch.zeros(size, dtype=weights.dtype, device=slots.device).scatter_add_(0, slots, weights.reshape(-1))
+
+
 def bucket_counts(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(counts[1548], stats[6])`` for ``values``, computed in torch on their own device.
 
@@ -120,7 +137,7 @@ def _bucket_counts_closed_form(values: torch.Tensor) -> tuple[torch.Tensor, torc
     negative_bin = torch.where(j < 0, _ZERO_BIN - 1, (_ZERO_BIN - 2) - j)
     bins = torch.where(v >= 0, positive_bin, negative_bin)
     bins[~finite | (bins < 0) | (bins >= N_BINS)] = N_BINS  # not counted
-    counts = torch.bincount(bins, minlength=N_BINS + 1)[:N_BINS]
+    counts = count_slots(bins, N_BINS + 1)[:N_BINS]
     stats_dtype = edges.dtype
     finite_v = torch.where(finite, v, 0).to(stats_dtype)
     num = finite.sum().to(stats_dtype)
@@ -136,6 +153,25 @@ def _bucket_counts_closed_form(values: torch.Tensor) -> tuple[torch.Tensor, torc
         ]
     )
     return counts, stats
+
+
+def merge_buckets(counts: np.ndarray, edges: np.ndarray, max_bins: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_bins`` buckets, neighbours summed in groups, exactly as ``SummaryWriter``'s ``max_bins`` does.
+
+    >>> merge_buckets(np.array([1, 2, 3, 4, 5]), np.arange(6.0), 2)
+    (array([3, 7, 5]), array([0., 2., 4., 5.]))
+    """
+    num_bins = len(counts)
+    if max_bins is None or num_bins <= max_bins:
+        return counts, edges
+    group = num_bins // max_bins
+    if num_bins % group:
+        counts = np.pad(counts, (0, group - num_bins % group))
+    counts = counts.reshape(-1, group).sum(axis=-1)
+    merged = np.empty(counts.size + 1, dtype=np.asarray(edges).dtype)
+    merged[:-1] = edges[:-1:group]
+    merged[-1] = edges[-1]
+    return counts, merged
 
 
 def tensorboard_buckets(counts: np.ndarray, edges: np.ndarray | None = None) -> tuple[list[float], list[float]] | None:

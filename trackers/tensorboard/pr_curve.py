@@ -2,7 +2,7 @@
 
 ``add_pr_curve`` puts each prediction in bucket ``floor(p * (T - 1))`` and
 counts true and false positives per bucket with numpy, one class a call.
-:func:`bucket_counts` does the same for every class in one ``bincount`` on
+:func:`bucket_counts` does the same for every class in one count on
 the tensors' device; :func:`curve_from_buckets` finishes on the host with
 TensorBoard's own arithmetic (reverse cumulative sums, precision, recall).
 
@@ -17,16 +17,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from trackers.tensorboard.histogram import count_slots
+
 MAX_THRESHOLDS = 127  # TensorBoard's limit
 _MINIMUM_COUNT = 1e-7
 
 
-def bucket_counts(probabilities: torch.Tensor, targets: torch.Tensor, num_thresholds: int = 127) -> torch.Tensor:
+def bucket_counts(
+    probabilities: torch.Tensor,
+    targets: torch.Tensor,
+    num_thresholds: int = 127,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``[C, 2, T]``: per class, true-positive and false-positive counts per threshold bucket.
 
-    ``probabilities`` is ``[N, C]``, ``targets`` ``[N]`` class indices; runs
-    on their device without a host sync. Probabilities outside [0, 1] fall
-    outside every bucket, as with numpy.
+    ``probabilities`` is ``[N, C]``, ``targets`` ``[N]`` class indices, ``weights`` (optional) ``[N]`` or
+    ``[N, C]`` what each prediction counts for; runs on their device without a host sync. Probabilities
+    outside [0, 1] fall outside every bucket, as with numpy.
     """
     n, classes = probabilities.shape
     index = torch.floor(probabilities * (num_thresholds - 1)).long()
@@ -35,15 +42,34 @@ def bucket_counts(probabilities: torch.Tensor, targets: torch.Tensor, num_thresh
     slot = torch.arange(classes, device=index.device) * (2 * num_thresholds) + index
     slot = torch.where(positive, slot, slot + num_thresholds)  # tp buckets first, then fp
     slot = torch.where(valid, slot, classes * 2 * num_thresholds)  # dropped
-    counts = torch.bincount(slot.reshape(-1), minlength=classes * 2 * num_thresholds + 1)
+    if weights is not None:
+        weights = weights.to(_count_dtype(weights.device)).reshape(n, -1).expand(n, classes).reshape(-1)
+    counts = count_slots(slot, classes * 2 * num_thresholds + 1, weights)
     return counts[:-1].reshape(classes, 2, num_thresholds)
 
 
-def binary_bucket_counts(labels: torch.Tensor, predictions: torch.Tensor, num_thresholds: int = 127) -> torch.Tensor:
-    """``[2, T]`` bucket counts for one binary curve (``add_pr_curve``'s labels and predictions)."""
-    predictions = predictions.reshape(-1, 1)
-    probabilities = torch.cat([predictions, predictions], dim=1)  # column 1 is the positive class
-    return bucket_counts(probabilities, labels.reshape(-1).bool().long(), num_thresholds)[1]
+def binary_bucket_counts(
+    labels: torch.Tensor, predictions: torch.Tensor, num_thresholds: int = 127, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``[2, T]`` bucket counts for one binary curve, exactly as ``add_pr_curve`` counts its labels, predictions
+    and weights: a prediction adds ``label * weight`` to the true positives of its bucket and
+    ``(1 - label) * weight`` to the false positives."""
+    dtype = _count_dtype(predictions.device)
+    labels = labels.reshape(-1).to(dtype)
+    index = torch.floor(predictions.reshape(-1) * (num_thresholds - 1)).long()
+    slot = torch.where((index >= 0) & (index < num_thresholds), index, num_thresholds)  # the last slot: dropped
+    if weights is None:
+        positive, negative = labels, 1.0 - labels
+    else:
+        weights = weights.reshape(-1).to(dtype)
+        positive, negative = labels * weights, (1.0 - labels) * weights
+    tp = count_slots(slot, num_thresholds + 1, positive)[:-1]
+    fp = count_slots(slot, num_thresholds + 1, negative)[:-1]
+    return torch.stack([tp, fp])
+
+
+def _count_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
 
 
 def curve_from_buckets(buckets: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -1,7 +1,14 @@
 """Read runs back with TensorBoard's own reader: a summary table, and all scalars as CSV or JSON.
 
 looptrack inspect runs
+looptrack inspect runs/fashion_mnist_experiment_1/events.out.tfevents.1712345678.host.42.0
 looptrack export runs --format csv -o scalars.csv
+
+What is read is a run directory, a directory of runs, or one event file (its
+run is named after the file). JSON output is strict JSON: a NaN or infinite
+value is written as the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``,
+which Python's ``float(v)`` and JavaScript's ``Number(v)`` turn back into the
+number.
 """
 
 from __future__ import annotations
@@ -9,10 +16,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from dataclasses import dataclass
 
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+from trackers.tools.doctor import files_to_check
 
 _KINDS = {"scalars": "scalar", "histograms": "histogram", "images": "image", "audio": "audio", "tensors": "tensor"}
 
@@ -29,11 +39,13 @@ class TagSummary:
 
 
 def _load(log_dir: str | os.PathLike[str]) -> EventMultiplexer:
-    if not os.path.isdir(log_dir):
-        raise FileNotFoundError(f"no such log dir: {os.fspath(log_dir)!r}")
     guidance = {"scalars": 0, "histograms": 0, "images": 0, "audio": 0, "tensors": 0, "compressedHistograms": 0}
     multiplexer = EventMultiplexer(size_guidance=guidance)
-    multiplexer.AddRunsFromDirectory(os.fspath(log_dir))
+    if os.path.isdir(log_dir):
+        multiplexer.AddRunsFromDirectory(os.fspath(log_dir))
+    else:  # one event file (files_to_check says what to pass for anything else): a run named after the file
+        (event_file,) = files_to_check(log_dir)
+        multiplexer.AddRun(os.fspath(event_file), name=event_file.name)
     multiplexer.Reload()
     return multiplexer
 
@@ -127,13 +139,32 @@ def scalars(log_dir: str | os.PathLike[str]) -> dict[str, dict[str, list[list[fl
     return out
 
 
+def json_number(value: float) -> float | str:
+    """``value``, or for a NaN or an infinity the string strict JSON parsers take (``"NaN"``, ``"Infinity"``,
+    ``"-Infinity"``; ``float(v)`` and JavaScript's ``Number(v)`` read them back).
+
+    >>> [json_number(v) for v in (1.5, float("nan"), float("inf"), float("-inf"))]
+    [1.5, 'NaN', 'Infinity', '-Infinity']
+    """
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
 def export(log_dir: str | os.PathLike[str], fmt: str) -> str:
-    """All scalars of every run as ``csv`` (run, tag, step, wall_time, value) or ``json``."""
+    """All scalars of every run as ``csv`` (run, tag, step, wall_time, value) or ``json`` (strict JSON, see
+    :func:`json_number`)."""
+    if fmt not in ("csv", "json"):
+        raise ValueError(f"export format must be csv or json, got {fmt!r}")
     data = scalars(log_dir)
     if fmt == "json":
-        return json.dumps(data, indent=1)
-    if fmt != "csv":
-        raise ValueError(f"export format must be csv or json, got {fmt!r}")
+        strict = {
+            run: {tag: [[json_number(v) for v in event] for event in events] for tag, events in tags.items()}
+            for run, tags in data.items()
+        }
+        return json.dumps(strict, indent=1, allow_nan=False)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["run", "tag", "step", "wall_time", "value"])

@@ -10,6 +10,7 @@ from trackers.errors import OnceReporter
 from trackers.writers import records as rec
 from trackers.writers.plain import to_plain
 from trackers.writers.sink import Sink
+from trackers.writers.transfer import host_copies
 
 
 class Delivery:
@@ -25,8 +26,17 @@ class Delivery:
         self.first_error: BaseException | None = None
         self._reporter = reporter
         self._name = name
+        self._reuse_buffers = not any(sink.keeps_values for sink in self.sinks)
 
     def write(self, record: rec.Record) -> None:
+        try:
+            self._write(record)
+        finally:
+            if self._reuse_buffers:  # no sink holds on to the record's copies: they go back to the pool
+                for copy in host_copies(vars(record).values()):
+                    copy.release()
+
+    def _write(self, record: rec.Record) -> None:
         for plain in to_plain(record, self._warn):
             for sink in self.sinks:
                 write = getattr(sink, f"write_{plain.kind}", None)
@@ -56,7 +66,7 @@ class Delivery:
 
     def failed(self, error: BaseException, record: Any, sink: Sink | None = None) -> None:
         """Count a failed write (or flush/close), keep the first, report it once per error type unless strict."""
-        self.errors += 1
+        self.errors += getattr(error, "records", 1)  # one error may stand for several records not written
         if self.first_error is None:
             self.first_error = error
         if self.strict:
@@ -64,7 +74,7 @@ class Delivery:
         what = f"{record.kind} '{record.tag}' at step {record.step}" if hasattr(record, "kind") else "flush/close"
         who = sink.describe() if sink is not None else self._name
         self._warn(
-            ("error", type(error)),
+            ("error", type(error), getattr(record, "kind", None)),
             f"{who} could not write {what}: {type(error).__name__}: {error}. "
             "Training goes on; later errors of this kind are counted, not printed (strict=True raises)",
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import sys
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -32,13 +33,48 @@ from trackers.tensorboard.histogram import bucket_counts
 from trackers.tensorboard.pr_curve import MAX_THRESHOLDS, binary_bucket_counts
 from trackers.writers import records as rec
 from trackers.writers.delivery import Delivery
-from trackers.writers.queue import RecordQueue, check_options
+from trackers.writers.plain import render_figures
+from trackers.writers.queue import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES, RecordQueue, check_options
 from trackers.writers.sink import Sink
-from trackers.writers.transfer import Deferred, snapshot
+from trackers.writers.transfer import Deferred, nbytes, release_unwritten, snapshot
+
+_REPORTED_WAIT_SECONDS = 1.0  # waiting less for the writer in a whole run is not worth a word
 
 
 def _now(walltime: float | None) -> float:
     return time.time() if walltime is None else walltime
+
+
+def _close_in_pyplot(figure: Any) -> None:
+    """Close ``figure`` in pyplot if pyplot manages it (the figure stays drawable); anything else is left alone."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    figure_type = getattr(sys.modules.get("matplotlib.figure"), "Figure", None)
+    if pyplot is not None and figure_type is not None and isinstance(figure, figure_type):
+        pyplot.close(figure)
+
+
+def _trace(model: torch.nn.Module, args: tuple[Any, ...], use_jit: bool, verbose: bool, strict: bool) -> Any:
+    """The model's GraphDef, from torch.fx (or torch.jit.trace, as ``add_graph``, when ``use_jit``)."""
+    if use_jit:
+        from torch.utils.tensorboard._pytorch_graph import graph as jit_graph
+
+        return jit_graph(model, args, verbose, strict)[0]
+    from trackers.tensorboard.graphdef import trace_graph
+
+    return trace_graph(model, args)
+
+
+def _as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor over ``array``'s memory where torch can share it (it is copied right after, by the snapshot)."""
+    return torch.from_numpy(np.require(array, dtype=array.dtype.newbyteorder("="), requirements=["W"]))
+
+
+def _held_bytes(record: rec.Record) -> int:
+    return sum(nbytes(value) for value in vars(record).values())
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
 
 
 class Writer:
@@ -47,10 +83,12 @@ class Writer:
     ``Writer(TensorBoardSink("runs/x"))``, ``Writer([TensorBoardSink("runs/x"), JsonlSink(log_dir="runs/x")])``;
     ``Writer([])`` writes nothing. Options: ``flush_secs`` (how often the writer
     thread flushes on its own), ``max_pending`` (how many records may wait for
-    the writer thread), ``when_full`` (``"block"``: the training thread waits
-    for room, nothing is lost; ``"drop_oldest"``: the oldest waiting record is
-    dropped and counted, training never waits) and ``strict`` (raise instead
-    of reporting a failed write).
+    the writer thread), ``max_pending_bytes`` (how much host memory the copies
+    of waiting records may hold, 256 MiB by default), ``when_full``
+    (``"block"``: the training thread waits for room, nothing is lost;
+    ``"drop_oldest"``: the oldest waiting records are dropped and counted,
+    training never waits) and ``strict`` (raise instead of reporting a failed
+    write).
     """
 
     def __init__(
@@ -58,7 +96,8 @@ class Writer:
         sinks: Sink | Sequence[Sink] = (),
         *,
         flush_secs: float = 2.0,
-        max_pending: int = 10_000,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         when_full: str = "block",
         strict: bool = False,
     ) -> None:
@@ -69,13 +108,14 @@ class Writer:
                     f"Writer takes sinks (trackers.writers.Sink instances such as TensorBoardSink"
                     f"('runs/x')), got {sink!r} ({type(sink).__name__})"
                 )
-        check_options("Writer", flush_secs, max_pending, when_full)
+        check_options("Writer", flush_secs, max_pending, when_full, max_pending_bytes)
         self.sinks: tuple[Sink, ...] = tuple(sinks)
         self._reporter = OnceReporter()
         self._delivery = Delivery(self.sinks, self._reporter, self.describe())
         self.strict = strict
         self._closed = False
         self._last_scalars: dict[str, Any] = {}
+        self._hparams_sessions = 0
         self._queue: RecordQueue | None = None
         if self.sinks:
             self._queue = RecordQueue(
@@ -87,6 +127,8 @@ class Writer:
                 flush_secs=flush_secs,
                 max_pending=max_pending,
                 when_full=when_full,
+                max_pending_bytes=max_pending_bytes,
+                on_drop=lambda record: release_unwritten(vars(record).values()),
             )
             lifecycle.register_writer(self)
 
@@ -99,14 +141,17 @@ class Writer:
         *,
         walltime: float | None = None,
         source: str | None = None,
+        new_style: bool = False,
+        double_precision: bool = False,
     ) -> None:
-        """Log one number (a Python number or a one-element tensor, on any device)."""
+        """Log one number (a Python number or a one-element tensor, on any device). ``new_style`` and
+        ``double_precision`` are ``add_scalar``'s: the value goes into a tensor field (float64 with the latter)."""
         if not self.sinks and isinstance(tag, str):  # nothing is written: keep the value for last_scalar, copy nothing
             self._last_scalars[tag] = value
-        if self._accept("scalar", tag, step):
+        if self._accept("scalar", tag, step, value):
             value = snapshot(value)
             self._last_scalars[tag] = value
-            self._put(rec.Scalar(tag, value, step, _now(walltime), source))
+            self._put(rec.Scalar(tag, value, step, _now(walltime), source, new_style, double_precision))
 
     def last_scalar(self, tag: str) -> Any:
         """The last value logged under ``tag`` (a snapshot; no read-back), or None."""
@@ -132,25 +177,39 @@ class Writer:
         *,
         bins: Any = "tensorflow",
         walltime: float | None = None,
+        max_bins: int | None = None,
         nonfinite_tag: str | None = None,
     ) -> None:
-        """Log the distribution of a tensor's values (TensorBoard's default buckets unless ``bins`` says otherwise).
+        """Log the distribution of values (a tensor, a NumPy array or a list) as ``add_histogram`` does:
+        TensorBoard's default buckets, or any ``bins`` NumPy's ``histogram`` takes (``"auto"``, ``"fd"``, a count,
+        edges); ``max_bins`` merges neighbouring buckets until at most that many are left.
 
         With the default buckets the counting runs in torch on the tensor's
         device: queued at once on an accelerator, on the writer thread for
         CPU tensors. Non-finite values are left out; if there are any and
         ``nonfinite_tag`` is given, their count is logged there as a scalar.
+
+        >>> writer.histogram("weights", np.random.rand(100, 100), 0)           # doctest: +SKIP
         """
-        if not self._accept("histogram", tag, step):
+        if not self._accept("histogram", tag, step, values):
             return
-        if isinstance(bins, str) and bins == "tensorflow" and isinstance(values, torch.Tensor):
-            if values.numel() == 0:
-                self._reject(("empty", tag), f"histogram '{tag}' at step {step}: the tensor is empty; skipped")
+        if not isinstance(values, torch.Tensor):
+            values = self._numbers("histogram", tag, values)
+            if values is None:
                 return
+        if values.numel() == 0 if isinstance(values, torch.Tensor) else values.size == 0:
+            self._reject(("empty", tag), f"histogram '{tag}' at step {step}: the values are empty; skipped")
+            return
+        if max_bins is not None and (isinstance(max_bins, bool) or not isinstance(max_bins, int) or max_bins < 1):
+            self._reject(("max_bins", tag), f"histogram '{tag}': max_bins must be a positive int, got {max_bins!r}")
+            max_bins = None
+        if isinstance(bins, str) and bins == "tensorflow":
+            if not isinstance(values, torch.Tensor):
+                values = _as_tensor(values)
             counts = Deferred.on_device(bucket_counts, values)
-            self._put(rec.Histogram(tag, None, step, _now(walltime), bins, counts, nonfinite_tag))
+            self._put(rec.Histogram(tag, None, step, _now(walltime), bins, counts, nonfinite_tag, max_bins))
         else:
-            self._put(rec.Histogram(tag, snapshot(values), step, _now(walltime), bins, None, nonfinite_tag))
+            self._put(rec.Histogram(tag, snapshot(values), step, _now(walltime), bins, None, nonfinite_tag, max_bins))
 
     def histogram_raw(
         self,
@@ -191,7 +250,7 @@ class Writer:
         walltime: float | None = None,
     ) -> None:
         """Log an image tensor (CHW by default, values in [0, 1] or uint8)."""
-        if self._accept("image", tag, step):
+        if self._accept("image", tag, step, image):
             self._put(rec.Image(tag, snapshot(image), step, _now(walltime), dataformats))
 
     def images(
@@ -204,7 +263,7 @@ class Writer:
         walltime: float | None = None,
     ) -> None:
         """Log a batch of images (``add_images``)."""
-        if self._accept("images", tag, step):
+        if self._accept("images", tag, step, images):
             self._put(rec.Image(tag, snapshot(images), step, _now(walltime), dataformats))
 
     def image_with_boxes(
@@ -219,7 +278,7 @@ class Writer:
         walltime: float | None = None,
     ) -> None:
         """Log an image with bounding boxes drawn on it (boxes ``[N, 4]`` as x1, y1, x2, y2)."""
-        if self._accept("image", tag, step):
+        if self._accept("image", tag, step, image):
             self._put(
                 rec.Image(
                     tag,
@@ -263,10 +322,48 @@ class Writer:
                 rec.Mesh(tag, snapshot(vertices), snapshot(colors), snapshot(faces), config, step, _now(walltime))
             )
 
-    def figure(self, tag: str, figure: Any, step: int | None = None, *, walltime: float | None = None) -> None:
-        """Log a matplotlib Figure or a ``PIL.Image``, or a zero-argument callable building one on the writer thread."""
-        if self._accept("figure", tag, step):
-            self._put(rec.Figure(tag, figure, step, _now(walltime)))
+    def figure(
+        self, tag: str, figure: Any, step: int | None = None, *, close: bool = True, walltime: float | None = None
+    ) -> None:
+        """Log a matplotlib Figure, a list of them (one image, side by side), a ``PIL.Image``, or a zero-argument
+        callable building one on the writer thread.
+
+        ``close=True`` (``add_figure``'s default) hands the figure over: it is
+        closed in pyplot now (so a loop that makes a figure a step does not
+        pile them up) and drawn on the writer thread. ``close=False`` leaves
+        it open for you to change and log again, so it is drawn now, as it
+        is at the call.
+
+        >>> fig, ax = plt.subplots(); ax.plot(losses)                          # doctest: +SKIP
+        >>> writer.figure("train/curve", fig, step=99)                         # doctest: +SKIP
+        """
+        if not self._accept("figure", tag, step):
+            return
+        figures = list(figure) if isinstance(figure, (list, tuple)) else [figure]
+        image = None
+        if close:
+            for one in figures:
+                _close_in_pyplot(one)
+        if hasattr(figure, "getbands") and hasattr(figure, "copy"):
+            figure = figure.copy()  # a PIL image: its pixels as they are now
+        elif not close and not callable(figure):
+            try:
+                image = render_figures(figure)
+            except Exception as error:
+                self._reject(("figure", tag), f"figure '{tag}' at step {step} can't be drawn: {error}; skipped")
+                return
+        self._put(rec.Figure(tag, figure, step, _now(walltime), image))
+
+    def tensor(self, tag: str, tensor: Any, step: int | None = None, *, walltime: float | None = None) -> None:
+        """Log a whole tensor (``add_tensor``): TensorBoard keeps its values and shape."""
+        if not self._accept("tensor", tag, step, tensor):
+            return
+        if not isinstance(tensor, torch.Tensor):
+            array = self._numbers("tensor", tag, tensor)
+            if array is None:
+                return
+            tensor = _as_tensor(array)
+        self._put(rec.Tensor(tag, snapshot(tensor), step, _now(walltime)))
 
     def text(self, tag: str, text: str, step: int | None = None, *, walltime: float | None = None) -> None:
         """Log a (markdown) text."""
@@ -281,15 +378,33 @@ class Writer:
         step: int | None = None,
         *,
         num_thresholds: int = 127,
+        weights: Any = None,
         walltime: float | None = None,
     ) -> None:
-        """Log a precision-recall curve from binary labels and probabilities (``add_pr_curve``)."""
+        """Log a precision-recall curve from binary labels and probabilities (``add_pr_curve``); ``weights``
+        says what each prediction counts for (1 by default)."""
         if not self._accept("pr_curve", tag, step):
             return
         num_thresholds = self._thresholds(tag, num_thresholds)
-        labels = labels if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
-        predictions = predictions if isinstance(predictions, torch.Tensor) else torch.as_tensor(np.asarray(predictions))
-        buckets = Deferred.on_device(binary_bucket_counts, labels, predictions, num_thresholds)
+        parts = []
+        for part in (labels, predictions, weights):
+            if part is not None and not isinstance(part, torch.Tensor):
+                array = self._numbers("pr_curve", tag, part)
+                if array is None:
+                    return
+                part = _as_tensor(array)
+            parts.append(part)
+        labels, predictions, weights = parts
+        sizes = {name: p.numel() for name, p in zip(("labels", "predictions", "weights"), parts) if p is not None}
+        if len(set(sizes.values())) > 1:
+            self._reject(
+                ("pr-sizes", tag),
+                f"pr_curve '{tag}': labels, predictions and weights must have as many values each, got "
+                + ", ".join(f"{k} {v}" for k, v in sizes.items())
+                + "; skipped",
+            )
+            return
+        buckets = Deferred.on_device(binary_bucket_counts, labels, predictions, num_thresholds, weights)
         self._put(rec.PRCurve(tag, buckets, step, _now(walltime), num_thresholds))
 
     def pr_curve_raw(
@@ -355,10 +470,47 @@ class Writer:
         """
         return Deferred.later(fn, *args)
 
-    def graph(self, graph_def: Any, *, walltime: float | None = None) -> None:
-        """Log a model graph: a TensorBoard ``GraphDef`` or a callable that builds one."""
-        if self._accept("graph", "graph", None):
-            self._put(rec.Graph(graph_def, _now(walltime)))
+    def graph(
+        self,
+        model: Any,
+        input_to_model: Any = None,
+        *,
+        use_jit: bool = False,
+        verbose: bool = False,
+        use_strict_trace: bool = True,
+        walltime: float | None = None,
+    ) -> None:
+        """Log a model's graph: ``graph(model, input_to_model)`` as ``add_graph`` takes it, or a TensorBoard
+        ``GraphDef`` (or a callable that builds one).
+
+        A model is traced now, from ``input_to_model`` (a tensor or a tuple of
+        them), with ``torch.fx`` (``torch.export`` where symbolic tracing
+        fails) on fake tensors: the model is left as it was, node names are
+        module paths. ``use_jit=True`` traces with ``torch.jit.trace`` as
+        ``SummaryWriter`` does (``verbose`` and ``use_strict_trace`` are its
+        options). A model that can't be traced is reported and nothing is
+        written.
+
+        >>> writer.graph(net, torch.zeros(1, 1, 28, 28))                       # doctest: +SKIP
+        """
+        if not self._accept("graph", "graph", None):
+            return
+        graph_def = model
+        if isinstance(model, torch.nn.Module):
+            args = tuple(input_to_model) if isinstance(input_to_model, (tuple, list)) else (input_to_model,)
+            if input_to_model is None:
+                args = ()
+            try:
+                graph_def = _trace(model, args, use_jit, verbose, use_strict_trace)
+            except Exception as error:
+                shapes = ", ".join(str(tuple(a.shape)) for a in args if isinstance(a, torch.Tensor)) or "no input"
+                self._reject(
+                    ("graph", type(model).__name__),
+                    f"graph: could not trace {type(model).__name__} on inputs of shape {shapes}: "
+                    f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}; no graph is written",
+                )
+                return
+        self._put(rec.Graph(graph_def, _now(walltime)))
 
     def embedding(
         self,
@@ -383,16 +535,45 @@ class Writer:
         *,
         step: int | None = None,
         metrics_logged: bool = False,
+        run_name: str | None = None,
+        hparam_domain_discrete: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
-        """Log the run's hyper-parameters and the metrics they led to.
+        """Log hyper-parameters and the metrics they led to: one session of TensorBoard's HParams tab.
 
-        The metrics are also written as scalars, unless ``metrics_logged``
-        says they are tags already logged during the run (TensorBoard's
-        HParams tab then reads those series).
+        The first call without ``run_name`` writes the session into the run
+        itself (``SummaryWriter`` always makes a sub-run named by the time;
+        here the run's own curves sit beside its hyper-parameters). Each
+        later call, and each call with a ``run_name``, is a session of its
+        own in the sub-run ``<log_dir>/<run_name>`` (the time when no name is
+        given), as ``add_hparams`` does: a sweep of four trials into one
+        writer shows four sessions. ``hparam_domain_discrete`` lists the
+        values a hyper-parameter can take, ``{"optimizer": ["adam", "sgd"]}``.
+
+        The metrics are also written as scalars (in the session's run),
+        unless ``metrics_logged`` says they are tags already logged during the
+        run (TensorBoard's HParams tab then reads those series).
+
+        >>> for lr in (0.1, 0.01):                                              # doctest: +SKIP
+        ...     writer.hparams({"lr": lr}, {"hparam/accuracy": train(lr)}, run_name=f"lr={lr}")
         """
-        if self._accept("hparams", "hparams", step):
-            metrics = {k: snapshot(v) for k, v in (metrics or {}).items()}
-            self._put(rec.HParams(dict(hparams), metrics, step, time.time(), write_scalars=not metrics_logged))
+        if not self._accept("hparams", "hparams", step):
+            return
+        if run_name is None and self._hparams_sessions:
+            run_name = str(time.time())
+        self._hparams_sessions += 1
+        metrics = {k: snapshot(v) for k, v in (metrics or {}).items()}
+        domain = None if hparam_domain_discrete is None else {k: list(v) for k, v in hparam_domain_discrete.items()}
+        self._put(
+            rec.HParams(
+                dict(hparams),
+                metrics,
+                step,
+                time.time(),
+                write_scalars=not metrics_logged,
+                run=run_name or None,
+                domain_discrete=domain,
+            )
+        )
 
     # ------------------------------------------------------------------ the run
     def flush(self, timeout: float | None = None) -> None:
@@ -419,8 +600,19 @@ class Writer:
         if self._queue.dropped:
             self._reporter.warn(
                 "closing-dropped",
-                f"{self.describe()}: {self._queue.dropped} record(s) were "
-                "dropped because the queue was full (when_full='drop_oldest')",
+                f"{self.describe()}: {self._queue.dropped} record(s) were dropped"
+                + (f" ({_mib(self._queue.dropped_bytes)} of data)" if self._queue.dropped_bytes else "")
+                + f" because the queue was full (when_full='drop_oldest', max_pending={self._queue.max_pending}, "
+                f"max_pending_bytes={self._queue.max_pending_bytes})",
+            )
+        if self._queue.waited_seconds >= _REPORTED_WAIT_SECONDS:
+            self._reporter.warn(
+                "closing-waited",
+                f"{self.describe()}: training waited {self._queue.waited_seconds:.1f} s in all "
+                f"({self._queue.waits} time(s)) for the writer to make room (when_full='block', "
+                f"max_pending_bytes={self._queue.max_pending_bytes}): records were logged faster than they could "
+                "be written. Log less often (every_n_steps), raise max_pending_bytes, or pass "
+                "when_full='drop_oldest' to drop instead of waiting",
             )
         if self.errors and not self.strict:
             self._reporter.warn(
@@ -474,6 +666,22 @@ class Writer:
         return 0 if self._queue is None else self._queue.pending
 
     @property
+    def max_pending_bytes(self) -> int:
+        """How much host memory the copies of waiting records may hold before ``when_full`` applies."""
+        return 0 if self._queue is None else self._queue.max_pending_bytes
+
+    @property
+    def pending_bytes(self) -> int:
+        """Host memory held by the copies of records waiting for the writer thread (at most ``max_pending_bytes``,
+        plus one record that is larger on its own)."""
+        return 0 if self._queue is None else self._queue.pending_bytes
+
+    @property
+    def waited_seconds(self) -> float:
+        """How long the training thread has waited for room in the queue (``when_full="block"``)."""
+        return 0.0 if self._queue is None else self._queue.waited_seconds
+
+    @property
     def log_dir(self) -> str | None:
         """The directory of the first sink that writes files, or None."""
         return next((s.log_dir for s in self.sinks if s.log_dir), None)
@@ -513,9 +721,16 @@ class Writer:
         raise NotImplementedError(f"{self.describe()}: no sink can read its scalars back")
 
     # ------------------------------------------------------------ training thread
-    def _accept(self, kind: str, tag: Any, step: Any) -> bool:
+    def _accept(self, kind: str, tag: Any, step: Any, value: Any = None) -> bool:
         problem = None
-        if self._closed:
+        if isinstance(value, torch.Tensor) and value.is_meta:
+            problem = (
+                ("meta", kind),
+                f"{kind} '{tag}': the tensor is on the meta device and has no values (a model built on 'meta' and "
+                "not yet materialised: model.to_empty(device=...), then load its weights); it is dropped, and so is "
+                f"every later {kind} of a meta tensor",
+            )
+        elif self._closed:
             problem = (("closed", kind), f"{self.describe()} is closed; {kind} '{tag}' and later records are dropped")
         elif not isinstance(tag, str):
             problem = (
@@ -536,6 +751,24 @@ class Writer:
             raise LoggingError(message)
         self._reporter.warn(key, message, stacklevel=4)
 
+    def _numbers(self, kind: str, tag: str, values: Any) -> np.ndarray | None:
+        """``values`` (an array, a list, a number) as a real-valued NumPy array, or None after reporting why not."""
+        array: np.ndarray | None = None
+        try:
+            array = np.asarray(values)
+        except Exception as error:  # ragged lists and the like
+            why = f"{type(error).__name__}: {error}"
+        else:
+            why = f"dtype {array.dtype}"
+        if array is None or array.dtype.kind not in "biuf":
+            self._reject(
+                ("numbers", kind, tag),
+                f"{kind} '{tag}': the values must be real numbers (a tensor, a NumPy array or a list of numbers), "
+                f"got a {type(values).__name__} ({why[:200]}); skipped",
+            )
+            return None
+        return array
+
     def _thresholds(self, tag: str, num_thresholds: int) -> int:
         if not 2 <= num_thresholds <= MAX_THRESHOLDS:
             self._reject(
@@ -555,12 +788,13 @@ class Writer:
         if not queue.alive:
             self._thread_died()
             return
-        if not queue.put(record):
+        if not queue.put(record, 0 if isinstance(record, rec.Scalar) else _held_bytes(record)):
             self._reporter.warn(
                 "dropping",
                 f"{self.describe()}: the writer can't keep up and its queue is full "
-                f"(max_pending={queue.max_pending}); dropping the oldest waiting records "
-                "(when_full='drop_oldest'). The count is reported at close; when_full='block' waits instead",
+                f"(max_pending={queue.max_pending} records, max_pending_bytes={queue.max_pending_bytes}); "
+                "dropping the oldest waiting records (when_full='drop_oldest'). The count is reported at close; "
+                "when_full='block' waits instead",
                 stacklevel=4,
             )
 
@@ -592,7 +826,8 @@ class SinkWriter(Writer):
         self,
         *args: Any,
         flush_secs: float = 2.0,
-        max_pending: int = 10_000,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         when_full: str = "block",
         strict: bool = False,
         **kwargs: Any,
@@ -601,6 +836,7 @@ class SinkWriter(Writer):
             self.sink_type(*args, **kwargs),
             flush_secs=flush_secs,
             max_pending=max_pending,
+            max_pending_bytes=max_pending_bytes,
             when_full=when_full,
             strict=strict,
         )

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trackers.tensorboard.histogram import tensorboard_buckets
+from trackers.tensorboard.histogram import TENSORFLOW_EDGES, merge_buckets, tensorboard_buckets
 from trackers.tensorboard.pr_curve import curve_from_buckets
 from trackers.writers import records as rec
 from trackers.writers.transfer import materialize, to_float
@@ -28,6 +28,29 @@ def render_figure(figure: Any) -> np.ndarray:
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def render_figures(figure: Any) -> np.ndarray:
+    """One figure's pixels (HWC uint8), or a list's side by side in rows of eight as ``add_figure`` lays them."""
+    if not isinstance(figure, (list, tuple)):
+        return render_figure(figure)
+    images = [render_figure(f) for f in figure]
+    if not images:
+        raise ValueError("the list of figures is empty")
+    shapes = {image.shape for image in images}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"figures of different sizes {sorted(s[:2] for s in shapes)} (height, width in pixels) can't be laid "
+            "side by side; give them the same figsize and dpi"
+        )
+    height, width, _ = images[0].shape
+    columns = min(len(images), 8)
+    rows = -(-len(images) // columns)
+    grid = np.zeros((height * rows, width * columns, 3), dtype=np.uint8)
+    for i, image in enumerate(images):
+        row, column = divmod(i, columns)
+        grid[row * height : (row + 1) * height, column * width : (column + 1) * width] = image
+    return grid
 
 
 def to_plain(record: rec.Record, warn: Warn) -> list[rec.Record]:
@@ -50,8 +73,10 @@ def to_plain(record: rec.Record, warn: Warn) -> list[rec.Record]:
         data = np.asarray(materialize(record.data), dtype=np.float64)
         return [dataclasses.replace(record, data=curve_from_buckets(data) if data.shape[0] == 2 else data)]
     if isinstance(record, rec.Figure):
+        if record.image is not None:  # drawn at the call already
+            return [record]
         figure = record.figure() if callable(record.figure) else record.figure
-        return [dataclasses.replace(record, figure=figure, image=render_figure(figure))]
+        return [dataclasses.replace(record, figure=figure, image=render_figures(figure))]
     if isinstance(record, rec.Graph):
         graph_def = record.graph_def() if callable(record.graph_def) else record.graph_def
         return [dataclasses.replace(record, graph_def=graph_def)]
@@ -66,17 +91,19 @@ def _binned(record: rec.Histogram, warn: Warn) -> list[rec.Record]:
     if record.counts is not None:
         counts, stats = (t.numpy() for t in materialize(record.counts))
         low, high, num, total, squares, nonfinite = stats.tolist()
-        buckets = tensorboard_buckets(counts)
+        buckets = tensorboard_buckets(*merge_buckets(counts, TENSORFLOW_EDGES, record.max_bins))
     else:
         values = materialize(record.values)
         values = np.asarray(values.numpy() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
         values = values.reshape(-1)
         finite = values[np.isfinite(values)]
         nonfinite = values.size - finite.size
-        counts, limits = np.histogram(finite, bins=record.bins) if finite.size else (np.zeros(0), None)
         low, high, num = (finite.min(), finite.max(), finite.size) if finite.size else (0.0, 0.0, 0)
         total, squares = float(finite.sum()), float(np.square(finite).sum())  # not dot: BLAS threads
-        buckets = tensorboard_buckets(counts, limits) if finite.size else None
+        buckets = None
+        if finite.size:
+            counts, limits = np.histogram(finite, bins=record.bins)
+            buckets = tensorboard_buckets(*merge_buckets(counts, limits, record.max_bins))
     out: list[rec.Record] = []
     if nonfinite and record.nonfinite_tag:
         out.append(rec.Scalar(record.nonfinite_tag, float(nonfinite), record.step, record.walltime))

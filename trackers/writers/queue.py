@@ -18,6 +18,8 @@ from typing import Any
 _POLL_SECONDS = 0.05
 _NICENESS = 10
 WHEN_FULL = ("block", "drop_oldest")
+DEFAULT_MAX_PENDING = 10_000
+DEFAULT_MAX_PENDING_BYTES = 256 * 1024 * 1024
 
 
 def _lower_priority() -> None:
@@ -42,18 +44,23 @@ class _Barrier:
         self.close_backend = close_backend
 
 
-def check_options(name: str, flush_secs: float, max_pending: int, when_full: str) -> None:
+def check_options(
+    name: str, flush_secs: float, max_pending: int, when_full: str, max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+) -> None:
     """Raise at once, naming ``name``, when a queue option is out of range."""
     if flush_secs <= 0:
         raise ValueError(f"{name}: flush_secs must be > 0, got {flush_secs!r}")
     if max_pending < 1:
         raise ValueError(f"{name}: max_pending must be >= 1, got {max_pending!r}")
+    if max_pending_bytes < 1:
+        raise ValueError(f"{name}: max_pending_bytes must be >= 1, got {max_pending_bytes!r}")
     if when_full not in WHEN_FULL:
         raise ValueError(f"{name}: when_full must be one of {', '.join(WHEN_FULL)}, got {when_full!r}")
 
 
 class RecordQueue:
-    """A bounded queue drained by one daemon thread.
+    """A queue drained by one daemon thread, bounded in records (``max_pending``) and in the bytes of host
+    memory they hold (``max_pending_bytes``; one record larger than that still goes through, alone).
 
     ``handle(record)`` writes one record, ``flush()`` makes what was written
     durable, ``close()`` releases the backend; all three run on the thread.
@@ -70,18 +77,29 @@ class RecordQueue:
         *,
         name: str,
         flush_secs: float = 2.0,
-        max_pending: int = 10_000,
+        max_pending: int = DEFAULT_MAX_PENDING,
         when_full: str = "block",
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        on_drop: Callable[[Any], None] | None = None,
     ) -> None:
-        check_options(name, flush_secs, max_pending, when_full)
+        check_options(name, flush_secs, max_pending, when_full, max_pending_bytes)
+        self._on_drop = on_drop  # called (on the putting thread) with each record dropped unwritten
         self.when_full = when_full
         self.dropped = 0
+        self.dropped_bytes = 0
+        self.waits = 0  # times the training thread waited for room (when_full="block")
+        self.waited_seconds = 0.0
         self._handle = handle
         self._flush = flush
         self._close = close
         self._on_error = on_error
         self._flush_secs = flush_secs
         self._max_pending = max_pending
+        self._max_pending_bytes = max_pending_bytes
+        # bytes held by waiting records: added on the putting thread, removed on the writer thread, each
+        # counter written by one thread only, so no lock (a signal handler may log on the training thread)
+        self._bytes_in = 0
+        self._bytes_out = 0
         self._pending: deque[Any] = deque()
         self._wake = threading.Event()
         self._closed = False
@@ -90,28 +108,42 @@ class RecordQueue:
         self._thread.start()
 
     # --- training thread -------------------------------------------------
-    def put(self, record: Any) -> bool:
-        """Hand a record over. When ``max_pending`` records wait, ``when_full="block"`` waits for room
-        and ``"drop_oldest"`` drops the oldest waiting record; returns False when one was dropped."""
+    def put(self, record: Any, nbytes: int = 0) -> bool:
+        """Hand over a record holding ``nbytes`` of host memory. When the queue is full (``max_pending``
+        records or ``max_pending_bytes``), ``when_full="block"`` waits for room and ``"drop_oldest"`` drops
+        the oldest waiting records; returns False when any was dropped."""
         kept_all = True
-        if len(self._pending) >= self._max_pending:
+        if self._full(nbytes):
             if self.when_full == "block":
-                self._wait_for_room()
+                self._wait_for_room(nbytes)
             else:
-                kept_all = self._drop_oldest()
-        self._pending.append(record)
+                while self._full(nbytes) and self._drop_oldest():
+                    kept_all = False
+        self._bytes_in += nbytes
+        self._pending.append((record, nbytes))
         return kept_all
 
+    def _full(self, nbytes: int) -> bool:
+        pending = len(self._pending)
+        if pending >= self._max_pending:
+            return True
+        return pending > 0 and self.pending_bytes + nbytes > self._max_pending_bytes
+
     def _drop_oldest(self) -> bool:
+        """Drop the oldest waiting record; False when there is none to drop."""
         try:
             oldest = self._pending.popleft()
         except IndexError:  # the writer thread just emptied it
-            return True
+            return False
         if isinstance(oldest, _Barrier):  # never drop a flush: someone waits for it
             self._pending.appendleft(oldest)
-            return True
+            return False
         self.dropped += 1
-        return False
+        self.dropped_bytes += oldest[1]
+        self._bytes_in -= oldest[1]
+        if self._on_drop is not None:
+            self._on_drop(oldest[0])
+        return True
 
     def flush(self, timeout: float | None = None, *, wake: bool = True) -> bool:
         """Return once everything put before this call is written and flushed.
@@ -140,8 +172,17 @@ class RecordQueue:
         return len(self._pending)
 
     @property
+    def pending_bytes(self) -> int:
+        """Host memory held by the records waiting (or being written)."""
+        return self._bytes_in - self._bytes_out
+
+    @property
     def max_pending(self) -> int:
         return self._max_pending
+
+    @property
+    def max_pending_bytes(self) -> int:
+        return self._max_pending_bytes
 
     @property
     def flush_secs(self) -> float:
@@ -161,10 +202,13 @@ class RecordQueue:
                 return False
         return True
 
-    def _wait_for_room(self) -> None:
+    def _wait_for_room(self, nbytes: int) -> None:
         self._wake.set()
-        while len(self._pending) >= self._max_pending and self._thread.is_alive():
+        self.waits += 1
+        start = time.perf_counter()
+        while self._full(nbytes) and self._thread.is_alive():
             time.sleep(0.001)
+        self.waited_seconds += time.perf_counter() - start
 
     # --- writer thread ---------------------------------------------------
     def _call(self, fn: Callable[..., None], *args: Any) -> None:
@@ -191,7 +235,9 @@ class RecordQueue:
                         return
                     item.done.set()
                 else:
-                    self._call(self._handle, item)
+                    record, nbytes = item
+                    self._call(self._handle, record)
+                    self._bytes_out += nbytes  # the record's memory is free (or back in the pool) now
                     self.written += 1
                     dirty = True
             now = time.monotonic()

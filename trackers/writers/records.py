@@ -14,11 +14,16 @@ from typing import Any
 
 @dataclass
 class Scalar:
+    """One number. ``new_style`` writes it as a tensor (``add_scalar(new_style=True)``), in double precision
+    with ``double_precision``."""
+
     tag: str
     value: Any
     step: int | None = None
     walltime: float | None = None
     source: str | None = None
+    new_style: bool = False
+    double_precision: bool = False
     kind = "scalar"
 
 
@@ -55,6 +60,7 @@ class Histogram:
     bins: Any = "tensorflow"
     counts: Any = None  # Deferred (counts[1548], stats[6]) for the 'tensorflow' bins
     nonfinite_tag: str | None = None
+    max_bins: int | None = None
     kind = "histogram"
 
 
@@ -135,6 +141,17 @@ class Figure:
 
 
 @dataclass
+class Tensor:
+    """A whole tensor (``add_tensor``), for TensorBoard's tensor data."""
+
+    tag: str
+    tensor: Any
+    step: int | None = None
+    walltime: float | None = None
+    kind = "tensor"
+
+
+@dataclass
 class Text:
     tag: str
     text: str
@@ -181,12 +198,19 @@ class Embedding:
 
 @dataclass
 class HParams:
+    """One session of TensorBoard's HParams tab: its hyper-parameters and the metrics they led to.
+
+    ``run`` is None for the run itself, else the name of the sub-run the session goes to (one per trial of a sweep).
+    """
+
     hparams: Mapping[str, Any]
     metrics: Mapping[str, Any] = field(default_factory=dict)
     step: int | None = None
     walltime: float | None = None
     write_scalars: bool = True
     tag: str = "hparams"
+    run: str | None = None
+    domain_discrete: Mapping[str, Sequence[Any]] | None = None
     kind = "hparams"
 
 
@@ -202,6 +226,7 @@ Record = (
     | Video
     | Mesh
     | Figure
+    | Tensor
     | Text
     | PRCurve
     | Graph

@@ -17,7 +17,7 @@ class Sink:
     ``write_<kind>`` for is reported once by the writer and skipped. The kinds
     are the ``kind`` of the classes in :mod:`trackers.writers.records`:
     scalar, scalars, custom_scalars, histogram_raw, image, audio, video, mesh,
-    figure, text, pr_curve, graph, embedding, hparams.
+    figure, tensor, text, pr_curve, graph, embedding, hparams.
 
     >>> class PrintSink(Sink):
     ...     def write_scalar(self, record):
@@ -31,6 +31,10 @@ class Sink:
 
     log_dir: str | None = None
     """The directory the sink writes under, if it writes files."""
+
+    keeps_values: bool = True
+    """Whether the sink may hold on to a record's arrays after ``write_<kind>`` returns. A sink that copies or
+    encodes what it keeps sets it to False, and the writer then reuses those buffers for later records."""
 
     def flush(self) -> None:
         """Make what was written durable."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 
 from typing_extensions import override
 
+from trackers.tensorboard.event_file import RecordFile
 from trackers.writers import records as rec
 from trackers.writers.front import SinkWriter
 from trackers.writers.logdir import IfExists, file_in_log_dir
@@ -25,6 +27,7 @@ class CsvSink(Sink):
     """
 
     log_dir: str
+    keeps_values = False
 
     def __init__(
         self,
@@ -34,11 +37,9 @@ class CsvSink(Sink):
         if_exists: IfExists = "new",
     ) -> None:
         self.path, self.log_dir = file_in_log_dir(path, log_dir, "scalars.csv", "CsvSink", if_exists)
-        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
-        self._file = open(self.path, "a", encoding="utf-8", newline="")
-        self._csv = csv.writer(self._file)
-        if new:
-            self._csv.writerow(["tag", "step", "walltime", "value"])
+        directory, name = os.path.split(self.path)
+        self._file = RecordFile(directory or ".", name, _header)  # only whole rows, even on a full disk
+        self._csv = csv.writer(_Rows(self._file))
 
     @override
     def describe(self) -> str:
@@ -53,11 +54,52 @@ class CsvSink(Sink):
 
     @override
     def flush(self) -> None:
-        self._file.flush()
+        try:
+            self._file.flush()
+        finally:
+            self._say_what_happened()
 
     @override
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        finally:
+            self._say_what_happened()
+
+    def _say_what_happened(self) -> None:
+        """Say what the file met: deleted under the run (the next write or flush made it again), or a full disk."""
+        for reopened in self._file.take_reopened():
+            again = "it and its directory are" if reopened.made_dir else "it is"
+            self.warn(
+                ("deleted", reopened.old_path),
+                f"{reopened.old_path!r} was deleted during the run; {again} created again (with its header row) "
+                f"and logging goes on in it: the {reopened.lost} row(s) already flushed to it when it was deleted "
+                "went with it, every later one is in the new file",
+            )
+        if self._file.waiting_error is not None:
+            self.warn(
+                ("waiting", self._file.path),
+                f"{self._file.waiting_error}: {self._file.waiting} row(s) wait in memory for room in "
+                f"{self._file.path!r} and are written as soon as there is (the file keeps only whole rows); "
+                f"once {self._file.MAX_WAITING // 1024} KB wait, newer rows are not written and count as errors",
+            )
+
+
+class _Rows:
+    """What ``csv.writer`` writes to: each row (one ``write`` a row) is one record of the file."""
+
+    def __init__(self, file: RecordFile) -> None:
+        self._file = file
+
+    def write(self, row: str) -> None:
+        self._file.add(row.encode("utf-8"))
+
+
+def _header() -> bytes:
+    """The first row of a new (or made again) file."""
+    text = io.StringIO()
+    csv.writer(text).writerow(["tag", "step", "walltime", "value"])
+    return text.getvalue().encode("utf-8")
 
 
 class CsvWriter(SinkWriter):

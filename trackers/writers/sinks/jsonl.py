@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from typing_extensions import override
 
+from trackers.tensorboard.event_file import RecordFile
 from trackers.writers import records as rec
 from trackers.writers.front import SinkWriter
 from trackers.writers.logdir import IfExists, file_in_log_dir
@@ -38,6 +39,7 @@ class JsonlSink(Sink):
     """
 
     log_dir: str
+    keeps_values = False
 
     def __init__(
         self,
@@ -47,7 +49,8 @@ class JsonlSink(Sink):
         if_exists: IfExists = "new",
     ) -> None:
         self.path, self.log_dir = file_in_log_dir(path, log_dir, "looptrack.jsonl", "JsonlSink", if_exists)
-        self._file = open(self.path, "a", encoding="utf-8")
+        directory, name = os.path.split(self.path)
+        self._file = RecordFile(directory or ".", name)  # only whole lines, even on a full disk
 
     @override
     def describe(self) -> str:
@@ -55,7 +58,7 @@ class JsonlSink(Sink):
 
     def _line(self, record: Any, **fields: Any) -> None:
         line = {"kind": record.kind, "tag": record.tag, "step": record.step, "walltime": record.walltime, **fields}
-        self._file.write(json.dumps(line, default=_jsonable) + "\n")
+        self._file.add((json.dumps(line, default=_jsonable) + "\n").encode("utf-8"))
 
     def _png(self, record: Any, image_hwc: np.ndarray) -> str:
         from PIL import Image as PILImage
@@ -118,16 +121,45 @@ class JsonlSink(Sink):
         )
 
     def write_hparams(self, record: rec.HParams) -> None:
-        self._line(record, hparams=dict(record.hparams), metrics=dict(record.metrics))
+        session = {} if record.run is None else {"run": record.run}
+        self._line(record, hparams=dict(record.hparams), metrics=dict(record.metrics), **session)
+
+    def write_tensor(self, record: rec.Tensor) -> None:
+        tensor = record.tensor  # a CPU tensor
+        dtype = str(tensor.dtype).removeprefix("torch.")
+        self._line(record, shape=list(tensor.shape), dtype=dtype, values=tensor.tolist())
 
     @override
     def flush(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.sync()
+        finally:
+            self._say_what_happened()
 
     @override
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        finally:
+            self._say_what_happened()
+
+    def _say_what_happened(self) -> None:
+        """Say what the file met: deleted under the run (the next write or flush made it again), or a full disk."""
+        for reopened in self._file.take_reopened():
+            again = "it and its directory are" if reopened.made_dir else "it is"
+            self.warn(
+                ("deleted", reopened.old_path),
+                f"{reopened.old_path!r} was deleted during the run; {again} created again and logging goes on in "
+                f"it: the {reopened.lost} line(s) already flushed to it when it was deleted went with it, every "
+                "later one is in the new file",
+            )
+        if self._file.waiting_error is not None:
+            self.warn(
+                ("waiting", self._file.path),
+                f"{self._file.waiting_error}: {self._file.waiting} line(s) wait in memory for room in "
+                f"{self._file.path!r} and are written as soon as there is (the file keeps only whole lines); "
+                f"once {self._file.MAX_WAITING // 1024} KB wait, newer lines are not written and count as errors",
+            )
 
 
 class JsonlWriter(SinkWriter):

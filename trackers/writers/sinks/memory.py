@@ -51,7 +51,7 @@ class MemorySink(Sink):
 
     # every kind is kept as it comes
     write_scalar = write_scalars = write_custom_scalars = write_histogram_raw = write_image = _keep
-    write_audio = write_video = write_mesh = write_figure = write_text = _keep
+    write_audio = write_video = write_mesh = write_figure = write_tensor = write_text = _keep
     write_pr_curve = write_graph = write_embedding = write_hparams = _keep
 
 

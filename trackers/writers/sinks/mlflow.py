@@ -43,6 +43,8 @@ class MlflowSink(Sink):
     the writer closes.
     """
 
+    keeps_values = False
+
     def __init__(
         self, tracking_uri: str | None = None, experiment: str = "looptrack", run_name: str | None = None
     ) -> None:
@@ -50,6 +52,7 @@ class MlflowSink(Sink):
         self._client = mlflow.tracking.MlflowClient(tracking_uri)
         found = self._client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else self._client.create_experiment(experiment)
+        self._experiment_id = experiment_id
         self.run_id = self._client.create_run(experiment_id, run_name=run_name).info.run_id
         self.tracking_uri = tracking_uri
 
@@ -106,11 +109,18 @@ class MlflowSink(Sink):
         self._artifact(f"pr_curves/{_key(record.tag)}", f"step_{record.step or 0}.json", json.dumps(curve).encode())
 
     def write_hparams(self, record: rec.HParams) -> None:
+        """The run's params, or, for a session of its own (``record.run``, a trial of a sweep), a child run's."""
+        run_id = self.run_id
+        if record.run is not None:
+            parent = {"mlflow.parentRunId": self.run_id}
+            run_id = self._client.create_run(self._experiment_id, run_name=record.run, tags=parent).info.run_id
         for key, value in record.hparams.items():
-            self._client.log_param(self.run_id, _key(key), value)
+            self._client.log_param(run_id, _key(key), value)
         if record.write_scalars:  # not when they are tags already logged as metrics
             for key, value in record.metrics.items():
-                self._client.log_metric(self.run_id, _key(key), value, step=record.step or 0)
+                self._client.log_metric(run_id, _key(key), value, step=record.step or 0)
+        if record.run is not None:
+            self._client.set_terminated(run_id)
 
     @override
     def close(self) -> None:

@@ -11,7 +11,7 @@ from trackers.tensorboard.projector import Projector
 from trackers.tensorboard.purge import trim_events
 from trackers.writers import records as rec
 from trackers.writers.front import SinkWriter
-from trackers.writers.logdir import IfExists, default_log_dir, ensure_writable_dir, holds_events, run_dir
+from trackers.writers.logdir import IfExists, default_log_dir, holds_events, run_dir
 from trackers.writers.sink import Sink
 
 
@@ -38,6 +38,7 @@ class TensorBoardSink(Sink):
     """
 
     log_dir: str
+    keeps_values = False  # every record is encoded into the event file as it comes
 
     def __init__(
         self,
@@ -73,18 +74,22 @@ class TensorBoardSink(Sink):
     def write_scalar(self, record: rec.Scalar) -> None:
         from torch.utils.tensorboard.summary import scalar
 
-        self._file.add_summary(scalar(record.tag, record.value), record.step, record.walltime)
+        summary = scalar(record.tag, record.value, new_style=record.new_style, double_precision=record.double_precision)
+        self._file.add_summary(summary, record.step, record.walltime)
 
     def write_scalars(self, record: rec.Scalars) -> None:
         """One sub-run per key, ``<log_dir>/<main_tag>_<key>``, as ``add_scalars`` lays them out."""
         from torch.utils.tensorboard.summary import scalar
 
         for key, value in record.values.items():
-            folder = self.log_dir + "/" + record.tag.replace("/", "_") + "_" + key
-            sub_run = self._sub_runs.get(folder)
-            if sub_run is None:
-                sub_run = self._sub_runs[folder] = EventFile(folder, self._filename_suffix)
+            sub_run = self._sub_run(self.log_dir + "/" + record.tag.replace("/", "_") + "_" + key)
             sub_run.add_summary(scalar(record.tag, value), record.step, record.walltime)
+
+    def _sub_run(self, folder: str) -> EventFile:
+        sub_run = self._sub_runs.get(folder)
+        if sub_run is None:
+            sub_run = self._sub_runs[folder] = EventFile(folder, self._filename_suffix)
+        return sub_run
 
     def write_custom_scalars(self, record: rec.CustomScalars) -> None:
         from torch.utils.tensorboard.summary import custom_scalars
@@ -145,6 +150,11 @@ class TensorBoardSink(Sink):
         summary = mesh(record.tag, record.vertices, record.colors, record.faces, record.config)
         self._file.add_summary(summary, record.step, record.walltime)
 
+    def write_tensor(self, record: rec.Tensor) -> None:
+        from torch.utils.tensorboard.summary import tensor_proto
+
+        self._file.add_summary(tensor_proto(record.tag, record.tensor), record.step, record.walltime)
+
     def write_text(self, record: rec.Text) -> None:
         from torch.utils.tensorboard.summary import text
 
@@ -170,13 +180,16 @@ class TensorBoardSink(Sink):
         )
 
     def write_hparams(self, record: rec.HParams) -> None:
+        """The session's three summaries and its metrics, in the run itself or in the sub-run ``record.run``."""
         from torch.utils.tensorboard.summary import hparams, scalar
 
-        for summary in hparams(dict(record.hparams), dict(record.metrics)):
-            self._file.add_summary(summary, record.step, record.walltime)
+        domain = dict(record.domain_discrete) if record.domain_discrete is not None else None
+        events = self._file if record.run is None else self._sub_run(os.path.join(self.log_dir, record.run))
+        for summary in hparams(dict(record.hparams), dict(record.metrics), domain):
+            events.add_summary(summary, record.step, record.walltime)
         if record.write_scalars:
             for tag, value in record.metrics.items():
-                self._file.add_summary(scalar(tag, value), record.step, record.walltime)
+                events.add_summary(scalar(tag, value), record.step, record.walltime)
 
     def read_scalars(self) -> dict[str, list[list[float]]]:
         """Every scalar in this run's directory (and its ``scalars`` sub-runs), read with TensorBoard's reader."""
@@ -195,32 +208,57 @@ class TensorBoardSink(Sink):
 
     @override
     def flush(self) -> None:
-        if not os.path.isdir(self.log_dir):
-            self._recreate()
-        for event_file in (self._file, *self._sub_runs.values()):
-            event_file.flush()
-
-    def _recreate(self) -> None:
-        """The log dir vanished (deleted under a running job): say so, make it again, write a new file there."""
-        self.recreated += 1
-        self.warn(
-            ("deleted", self.recreated),
-            f"the log dir {self.log_dir!r} was deleted during the run; it is created again and logging goes "
-            "on in a new event file (what was written since the last flush went with the deleted directory)",
-        )
+        """Hand every event file's records to the OS; one failing does not keep the others from it."""
+        first_error: Exception | None = None
         for event_file in (self._file, *self._sub_runs.values()):
             try:
-                event_file.close()
-            except Exception:  # the old file is gone anyway
-                pass
-        self._sub_runs = {}
-        ensure_writable_dir(self.log_dir)
-        self._file = EventFile(self.log_dir, self._filename_suffix)
+                event_file.flush()
+            except Exception as error:
+                first_error = first_error or error
+            self._recreate(event_file)
+        if first_error is not None:
+            raise first_error
+
+    def _recreate(self, event_file: EventFile) -> None:
+        """Say what an event file met: its file (or log dir) deleted under the run and made again, or a full disk.
+
+        The event file notices a deletion at its next write or flush and goes on in a new file; what it had not
+        written yet (everything since its last flush or full buffer) goes there too, so only what was written
+        before the deletion is lost. On a full disk it keeps only whole records and holds the rest in memory.
+        """
+        for reopened in event_file.take_reopened():
+            self.recreated += 1
+            folder, old = os.path.split(reopened.old_path)
+            new = os.path.basename(reopened.new_path)
+            if reopened.made_dir:
+                what = f"the log dir {folder!r} was deleted during the run; it is created again"
+            else:
+                what = f"the event file {reopened.old_path!r} was deleted during the run"
+            self.warn(
+                ("deleted", reopened.old_path),
+                f"{what} and logging goes on in a new event file, {new!r}: the {reopened.lost} event(s) already "
+                f"flushed to {old!r} when it was deleted went with it, every later one is in the new file",
+            )
+        if event_file.waiting_error is not None:
+            self.warn(
+                ("waiting", event_file.path),
+                f"{event_file.waiting_error}: {event_file.waiting} event(s) wait in memory for room in "
+                f"{event_file.path!r} and are written as soon as there is (the file keeps only whole records); "
+                f"once {event_file.MAX_WAITING // 1024} KB wait, newer events are not written and count as errors",
+            )
 
     @override
     def close(self) -> None:
+        """Flush and close every event file, all of them even if one fails (the first error is raised)."""
+        first_error: Exception | None = None
         for event_file in (self._file, *self._sub_runs.values()):
-            event_file.close()
+            try:
+                event_file.close()
+            except Exception as error:
+                first_error = first_error or error
+            self._recreate(event_file)
+        if first_error is not None:
+            raise first_error
 
 
 class TensorBoardWriter(SinkWriter):
