@@ -12,7 +12,7 @@ PACKAGES = ("trackers", "callbacks")
 
 # lowest first; a module may import its own layer and the layers below it
 LAYERS = [
-    ("trackers.errors", "trackers.registry", "trackers.lifecycle", "trackers.optional"),
+    ("trackers.errors", "trackers.registry", "trackers.lifecycle", "trackers.optional", "trackers.record_file"),
     ("trackers.tensorboard",),
     ("trackers.writers",),
     ("trackers.core",),

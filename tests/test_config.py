@@ -338,9 +338,9 @@ def test_import_paths_to_sink_classes_and_missing_modules():
 
 
 def test_a_yaml_file_with_too_many_values_is_refused_while_parsing(tmp_path, monkeypatch):
-    import trackers.core.config as config_module
+    import trackers.core.config_file as config_file
 
-    monkeypatch.setattr(config_module, "MAX_NODES", 1_000)  # 100,000 takes PyYAML seconds to reach
+    monkeypatch.setattr(config_file, "MAX_NODES", 1_000)  # 100,000 takes PyYAML seconds to reach
     config = tmp_path / "long.yaml"
     config.write_text("strict: [" + "1," * 200_000 + "1]\n")  # 400 KB, no aliases, 200,002 values
     started = time.perf_counter()

@@ -8,7 +8,7 @@ import os
 
 from typing_extensions import override
 
-from trackers.tensorboard.event_file import RecordFile
+from trackers.record_file import RecordFile
 from trackers.writers import records as rec
 from trackers.writers.front import SinkWriter
 from trackers.writers.logdir import IfExists, file_in_log_dir
@@ -57,32 +57,14 @@ class CsvSink(Sink):
         try:
             self._file.flush()
         finally:
-            self._say_what_happened()
+            self._file.report(self.warn, "row")  # deleted under the run, a full disk
 
     @override
     def close(self) -> None:
         try:
             self._file.close()
         finally:
-            self._say_what_happened()
-
-    def _say_what_happened(self) -> None:
-        """Say what the file met: deleted under the run (the next write or flush made it again), or a full disk."""
-        for reopened in self._file.take_reopened():
-            again = "it and its directory are" if reopened.made_dir else "it is"
-            self.warn(
-                ("deleted", reopened.old_path),
-                f"{reopened.old_path!r} was deleted during the run; {again} created again (with its header row) "
-                f"and logging goes on in it: the {reopened.lost} row(s) already flushed to it when it was deleted "
-                "went with it, every later one is in the new file",
-            )
-        if self._file.waiting_error is not None:
-            self.warn(
-                ("waiting", self._file.path),
-                f"{self._file.waiting_error}: {self._file.waiting} row(s) wait in memory for room in "
-                f"{self._file.path!r} and are written as soon as there is (the file keeps only whole rows); "
-                f"once {self._file.MAX_WAITING // 1024} KB wait, newer rows are not written and count as errors",
-            )
+            self._file.report(self.warn, "row")  # deleted under the run, a full disk
 
 
 class _Rows:

@@ -215,37 +215,9 @@ class TensorBoardSink(Sink):
                 event_file.flush()
             except Exception as error:
                 first_error = first_error or error
-            self._recreate(event_file)
+            self.recreated += event_file.report(self.warn, "event", file="event file", directory="log dir")
         if first_error is not None:
             raise first_error
-
-    def _recreate(self, event_file: EventFile) -> None:
-        """Say what an event file met: its file (or log dir) deleted under the run and made again, or a full disk.
-
-        The event file notices a deletion at its next write or flush and goes on in a new file; what it had not
-        written yet (everything since its last flush or full buffer) goes there too, so only what was written
-        before the deletion is lost. On a full disk it keeps only whole records and holds the rest in memory.
-        """
-        for reopened in event_file.take_reopened():
-            self.recreated += 1
-            folder, old = os.path.split(reopened.old_path)
-            new = os.path.basename(reopened.new_path)
-            if reopened.made_dir:
-                what = f"the log dir {folder!r} was deleted during the run; it is created again"
-            else:
-                what = f"the event file {reopened.old_path!r} was deleted during the run"
-            self.warn(
-                ("deleted", reopened.old_path),
-                f"{what} and logging goes on in a new event file, {new!r}: the {reopened.lost} event(s) already "
-                f"flushed to {old!r} when it was deleted went with it, every later one is in the new file",
-            )
-        if event_file.waiting_error is not None:
-            self.warn(
-                ("waiting", event_file.path),
-                f"{event_file.waiting_error}: {event_file.waiting} event(s) wait in memory for room in "
-                f"{event_file.path!r} and are written as soon as there is (the file keeps only whole records); "
-                f"once {event_file.MAX_WAITING // 1024} KB wait, newer events are not written and count as errors",
-            )
 
     @override
     def close(self) -> None:
@@ -256,7 +228,7 @@ class TensorBoardSink(Sink):
                 event_file.close()
             except Exception as error:
                 first_error = first_error or error
-            self._recreate(event_file)
+            self.recreated += event_file.report(self.warn, "event", file="event file", directory="log dir")
         if first_error is not None:
             raise first_error
 
