@@ -23,11 +23,12 @@ class LoggingError(RuntimeError):
 class CallbackError(LoggingError):
     """A callback raised inside a hook; names the callback and the event."""
 
-    def __init__(self, callback_name: str, event: str, step: int, error: BaseException) -> None:
+    def __init__(self, callback_name: str, event: str, step: int | None, error: BaseException) -> None:
         self.callback_name = callback_name
         self.event = event
         self.step = step
-        super().__init__(f"{callback_name}.{event} failed at step {step}: {type(error).__name__}: {error}")
+        when = "" if step is None else f" at step {step}"
+        super().__init__(f"{callback_name}.{event} failed{when}: {type(error).__name__}: {error}")
 
 
 class OnceReporter:

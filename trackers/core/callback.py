@@ -15,9 +15,10 @@ sets ``self.every``; dispatch then calls its step hooks only on those steps::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from trackers.core.module_hooks import ModuleHooks
 from trackers.core.schedule import Schedule
 
 if TYPE_CHECKING:
@@ -70,6 +71,17 @@ class Callback:
     def name(self) -> str:
         """How messages name this callback."""
         return type(self).__name__
+
+    def module_hooks(self) -> Sequence[ModuleHooks]:
+        """Hooks this callback wants on the model's modules, chosen by name; none by default.
+
+        Asked once, when the Tracker is made with the model (or when the run starts): the Tracker registers them
+        before the first step and removes them at close.
+
+        >>> def module_hooks(self):                                                 # doctest: +SKIP
+        ...     return [ModuleHooks(include=["features.*"], forward=self._record)]
+        """
+        return ()
 
     def on_train_start(self, state: RunState) -> None:
         """Called when the run starts."""

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from trackers.core.callback import EVENTS, STEP_EVENTS, Callback
+from trackers.core.module_hooks import ModuleHooks
 from trackers.core.state import RunState
 from trackers.errors import CallbackError, OnceReporter
 
@@ -51,6 +52,18 @@ class CallbackList:
     def wants(self, event: str) -> bool:
         return bool(self._by_event[event])
 
+    def module_hooks(self) -> list[tuple[str, ModuleHooks]]:
+        """Every callback's module hooks, as ``(callback name, hooks)``; a callback that fails to say is reported."""
+        requests = []
+        for callback in self.callbacks:
+            if type(callback).module_hooks is Callback.module_hooks:
+                continue
+            try:
+                requests += [(callback.name, hooks) for hooks in callback.module_hooks()]
+            except Exception as error:
+                self._failed(callback, "module_hooks", None, error)
+        return requests
+
     def call(self, event: str, state: RunState, *args: Any) -> None:
         """Call ``event`` on each callback implementing it; a step hook only where the callback's ``every`` fires."""
         for callback, cadenced in self._by_event[event]:
@@ -61,10 +74,10 @@ class CallbackList:
             try:
                 getattr(callback, event)(state, *args)
             except Exception as error:
-                self._failed(callback, event, state, error)
+                self._failed(callback, event, state.step, error)
 
-    def _failed(self, callback: Callback, event: str, state: RunState, error: Exception) -> None:
-        wrapped = CallbackError(callback.name, event, state.step, error)
+    def _failed(self, callback: Callback, event: str, step: int | None, error: Exception) -> None:
+        wrapped = CallbackError(callback.name, event, step, error)
         if self.strict:
             raise wrapped from error
         key = (callback.name, event)

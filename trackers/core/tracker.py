@@ -13,12 +13,13 @@ import torch
 from trackers import lifecycle, registry
 from trackers.core import distributed
 from trackers.core.callback import Callback
-from trackers.core.capture import ForwardCapture, detach_tree, meta_tensors
+from trackers.core.capture import ForwardCapture, detach_tree, meta_tensors, takes_forward_hooks
 from trackers.core.dispatch import CallbackList
+from trackers.core.module_hooks import ModuleHookSet, unwrap
 from trackers.core.optimizers import OptimizerWatch
 from trackers.core.state import BatchRecord, RunState
 from trackers.core.steps import OutputSelector, is_scalar, select_outputs, split_arguments, split_result
-from trackers.errors import OnceReporter
+from trackers.errors import CallbackError, OnceReporter
 from trackers.writers.front import Writer
 from trackers.writers.resolve import WriterSpec, resolve_writer
 from trackers.writers.sink import Sink
@@ -173,6 +174,10 @@ class Tracker:
         self._reporter = OnceReporter()
         if model is not None:
             self._say_what_the_model_allows(model)
+        self._module_hooks = ModuleHookSet(self._module_hook_failed)
+        self._module_hooks_asked = False
+        if model is not None:
+            self._register_module_hooks(model)
         self._started = False
         self._closed = False
         self._exception_seen = False
@@ -248,6 +253,8 @@ class Tracker:
         """Start the run (``on_train_start``); the first step or ``with`` does it for you."""
         if not self._started and not self._closed:
             self._started = True
+            if not self._module_hooks_asked and self.state.model is not None:  # a model a loop adapter found
+                self._register_module_hooks(self.state.model)
             self.callbacks.call("on_train_start", self.state)
         return self
 
@@ -284,6 +291,7 @@ class Tracker:
                 self.callbacks.call("on_train_end", self.state)
         finally:
             self._optimizer_watch.remove()
+            self._module_hooks.remove()
             if self._capture is not None:
                 self._capture.remove()
             lifecycle.unregister_tracker(self)
@@ -551,6 +559,41 @@ class Tracker:
                 "model.to_empty(device='cpu') (or 'cuda'), then load_state_dict(...) or initialise its weights",
                 stacklevel=4,
             )
+
+    def _register_module_hooks(self, model: torch.nn.Module) -> None:
+        """The callbacks' module hooks, once, before the first step; an owner whose patterns select nothing is told."""
+        self._module_hooks_asked = True
+        requests = self.callbacks.module_hooks()
+        if not requests:
+            return
+        owners = sorted({owner for owner, _ in requests})
+        if not takes_forward_hooks(model):
+            self._reporter.warn(
+                "module-hooks-script",
+                f"{', '.join(owners)}: the model is a TorchScript module, which takes no Python module hooks; "
+                "they see nothing. Give Tracker the nn.Module before scripting it",
+                stacklevel=5,
+            )
+            return
+        for owner, names in self._module_hooks.register(model, requests).items():
+            if not names:
+                examples = [name for name, _ in unwrap(model).named_modules() if name][:4]
+                self._reporter.warn(
+                    ("module-hooks-none", owner),
+                    f"{owner}: its include/exclude patterns select no module of {type(unwrap(model)).__name__}, "
+                    f"so it sees nothing; module names look like {examples} (model.named_modules()), "
+                    "patterns are globs such as 'layer1.*'",
+                    stacklevel=5,
+                )
+
+    def _module_hook_failed(self, owner: str, name: str, error: BaseException) -> None:
+        wrapped = CallbackError(owner, f"module hook on {name!r}", self.state.step, error)
+        if self.strict:
+            raise wrapped from error
+        self._reporter.warn(
+            ("module-hook", owner),
+            f"{wrapped}. The run goes on; later failures of its module hooks are not printed (strict=True raises)",
+        )
 
     def _fill(self, batch: BatchRecord, loss: Any, outputs: Any, targets: Any) -> None:
         if loss is not None:
