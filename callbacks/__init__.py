@@ -5,6 +5,7 @@ from callbacks import Callback, LossLogger
 
 from callbacks.base import EVENTS, Callback, Every, FirstStep, every_step
 from callbacks.embedding import Embedding
+from callbacks.gradient_stats import GradientStats
 from callbacks.graph import GraphTrace
 from callbacks.histograms import ParameterHistograms
 from callbacks.hparams import HParams
@@ -21,6 +22,7 @@ __all__ = [
     "Embedding",
     "Every",
     "FirstStep",
+    "GradientStats",
     "GraphTrace",
     "HParams",
     "ImageGrid",

@@ -39,6 +39,7 @@ _BUILTINS: dict[str, dict[str, str]] = {
         "text": "callbacks.text:TextLogger",
         "hparams": "callbacks.hparams:HParams",
         "learning_rate": "callbacks.learning_rate:LearningRate",
+        "gradient_stats": "callbacks.gradient_stats:GradientStats",
     },
     SINK_GROUP: {
         "tensorboard": "trackers.writers.sinks.tensorboard:TensorBoardSink",
