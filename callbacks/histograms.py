@@ -23,17 +23,24 @@ class ParameterHistograms(Callback):
     ...                   writer="runs/fashion_mnist_experiment_1")             # doctest: +SKIP
 
     ``include`` selects parameters by name prefix (a list of strings) or by a
-    ``(name, param) -> bool`` function; ``None`` takes them all. The buckets
-    are TensorBoard's default ones. Gradients are taken when they exist: as
-    the model's optimizer is about to step (before a framework zeroes
-    them), or at the step's end for loops that zero them later; a logging
-    step without any gradient is reported once. The buckets
-    are TensorBoard's default ones, counted in torch: on an accelerator the
-    counting is queued on the device at the logging step and only the small
-    counts travel; on the CPU the training thread copies the values and the
-    writer thread counts them. Non-finite values are left out and their
-    number logged under ``nonfinite/parameters/<name>`` (only when there are
-    any).
+    ``(name, param) -> bool`` function; ``None`` takes them all. The weights
+    are taken at the step's end, after the optimizer step. The gradients
+    are taken right after the model's optimizer steps (torch's optimizer
+    step hook, before the loop can zero them): they are the ones that step
+    used, after whatever the loop did between backward and step (clipping,
+    ``GradScaler``'s unscaling, the sum over accumulated micro-batches). That
+    holds under Lightning too, whose ``optimizer.step()`` runs the step's
+    forward and backward. Each parameter is taken from the first optimizer
+    over it that steps in the step; one no optimizer stepped over during the
+    tracked step (a loop stepping outside it) is taken at the step's end if
+    it still has a gradient then. A logging step without any gradient is
+    reported once. The buckets are TensorBoard's default ones, counted in
+    torch: on an accelerator the counting is queued on the device at the
+    logging step and only the small counts travel; on the CPU the training
+    thread copies the values and the writer thread counts them. Non-finite
+    values are left out and their number logged under
+    ``nonfinite/parameters/<name>`` (``nonfinite/gradients/<name>``; only
+    when there are any).
     """
 
     every: Every
@@ -51,6 +58,10 @@ class ParameterHistograms(Callback):
         self.gradients = gradients
         self._parameters: list[tuple[str, torch.nn.Parameter]] = []
         self._gradients_logged: set[str] = set()
+        # the logging step whose optimizers' post-step hooks are pending: its index, the optimizers, the handles
+        self._hooked_step: int | None = None
+        self._hooked: list[Any] = []
+        self._handles: list[Any] = []
         self._reporter = OnceReporter()
 
     @override
@@ -70,32 +81,82 @@ class ParameterHistograms(Callback):
 
     @override
     def on_before_optimizer_step(self, state: RunState, optimizer: Any) -> None:
-        if self.gradients:
-            self._log_gradients(state)  # the step's gradients exist now, before the loop zeroes them
+        if not self.gradients or not self._parameters:
+            return
+        index = state.step_index
+        if self._hooked_step != index:
+            self._remove_hooks()  # a step that never ended (its loop raised)
+            self._hooked_step = index
+        if any(seen is optimizer for seen in self._hooked):
+            return  # the same optimizer again in this step: its first step's gradients are logged
+        self._hooked.append(optimizer)
+        stepped_over = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        done = False
+
+        # The gradients are read after the step, not now: under Lightning the step's forward and backward run
+        # inside optimizer.step(), after this hook, so now they would be the previous step's (or none).
+        def after_step(stepped: Any, args: Any, kwargs: Any) -> None:
+            nonlocal done  # once, in this step (removed at its end: torch is iterating over the hooks now)
+            if not done and state.step_index == index:
+                done = True
+                self._log_stepped_gradients(state, stepped_over)
+
+        self._handles.append(optimizer.register_step_post_hook(after_step))
 
     @override
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
+        self._remove_hooks()
         writer, step = state.writer, state.step
         for name, param in self._parameters:
             writer.histogram(f"parameters/{name}", param, step, nonfinite_tag=f"nonfinite/parameters/{name}")
         if self.gradients:
-            self._log_gradients(state)  # a loop that zeroes gradients at the start of the next step still has them
+            # a parameter no optimizer stepped over in the tracked step: a loop stepping outside it, which
+            # zeroes gradients at the start of the next step, still has them now
+            self._log_gradients(state)
             if not self._gradients_logged:
                 self._reporter.warn(
                     "no-gradients",
-                    f"ParameterHistograms: no selected parameter had a gradient at step {step}, before the "
-                    "optimizer step or after it, so no gradients/ histograms are written; does the loop call "
-                    "backward() through a torch.optim optimizer over this model? gradients=False turns them off",
+                    f"ParameterHistograms: no selected parameter had a gradient at step {step}, when the "
+                    "optimizer stepped or at the step's end, so no gradients/ histograms are written; does the "
+                    "loop call backward() through a torch.optim optimizer over this model? gradients=False turns "
+                    "them off",
                 )
         self._gradients_logged = set()
 
-    def _log_gradients(self, state: RunState) -> None:
+    @override
+    def on_train_end(self, state: RunState) -> None:
+        self._remove_hooks()
+
+    def _log_stepped_gradients(self, state: RunState, stepped_over: set[int]) -> None:
+        """The gradients of the parameters ``optimizer`` just stepped over (its post-step hook, inside ``step()``)."""
+        try:
+            self._log_gradients(state, stepped_over)
+        except Exception as error:  # the hook runs inside optimizer.step(): a failure must not stop training
+            if state.writer.strict:
+                raise
+            self._reporter.warn(
+                ("failed", type(error).__name__),
+                f"ParameterHistograms: logging the gradients as the optimizer stepped failed at step {state.step} "
+                f"({type(error).__name__}: {error}); the gradients not logged by then are taken at the step's end "
+                "and the run goes on",
+            )
+
+    def _log_gradients(self, state: RunState, only: set[int] | None = None) -> None:
         for name, param in self._parameters:
+            if only is not None and id(param) not in only:
+                continue
             if param.grad is not None and name not in self._gradients_logged:
-                self._gradients_logged.add(name)
                 state.writer.histogram(
                     f"gradients/{name}", param.grad, state.step, nonfinite_tag=f"nonfinite/gradients/{name}"
                 )
+                self._gradients_logged.add(name)
+
+    def _remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._hooked.clear()
+        self._hooked_step = None
 
     def _selected(self, name: str, param: torch.nn.Parameter) -> bool:
         if self.include is None:

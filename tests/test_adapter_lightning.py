@@ -164,8 +164,22 @@ def test_gradient_accumulation_logs_the_step_loss_not_the_scaled_one(tmp_path):
     assert points == [(i, pytest.approx((returned[2 * i] + returned[2 * i + 1]) / 2, rel=1e-5)) for i in range(3)]
 
 
+class RecordsGradients(Basics):
+    """Basics, keeping each optimizer step's gradients as Lightning hands them to the optimizer (after backward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gradients: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_before_optimizer_step(self, optimizer):
+        # inside optimizer.step(closure): after this step's training_step and backward, before the update
+        self.gradients[self.trainer.global_step] = {
+            name: p.grad.detach().clone() for name, p in self.named_parameters() if p.grad is not None
+        }
+
+
 def test_gradients_and_the_learning_rate_of_the_optimizer_lightning_made(tmp_path):
-    module = Basics()
+    module = RecordsGradients()
     trainer = _trainer(max_epochs=1, num_sanity_val_steps=0, limit_val_batches=0)
     train, _ = data()
     with Tracker(
@@ -178,5 +192,15 @@ def test_gradients_and_the_learning_rate_of_the_optimizer_lightning_made(tmp_pat
     assert sorted(run.Tags()["histograms"]) == sorted(
         [f"parameters/{n}" for n in names] + [f"gradients/{n}" for n in names]
     )
-    assert [len(run.Histograms(f"gradients/{n}")) for n in names] == [3] * len(names)
+    assert sorted(module.gradients) == [0, 1, 2] and all(set(g) == set(names) for g in module.gradients.values())
+    for name in names:
+        events = run.Histograms(f"gradients/{name}")
+        assert [e.step for e in events] == [0, 1, 2]
+        for event in events:  # the gradients of that step's own backward, not of the step before it
+            expected = module.gradients[event.step][name].double()
+            value = event.histogram_value
+            assert value.num == expected.numel()
+            assert value.sum == pytest.approx(expected.sum().item(), rel=1e-6, abs=1e-9)
+            assert value.sum_squares == pytest.approx(expected.square().sum().item(), rel=1e-6)
+            assert (value.min, value.max) == pytest.approx((expected.min().item(), expected.max().item()), rel=1e-6)
     assert [(e.step, round(e.value, 6)) for e in run.Scalars("lr")] == [(0, 0.1), (1, 0.1), (2, 0.1)]

@@ -100,7 +100,13 @@ class Callback:
         """
 
     def on_before_optimizer_step(self, state: RunState, optimizer: Any) -> None:
-        """Called when the model's optimizer is about to step: the gradients of this step exist now."""
+        """Called when ``optimizer.step()`` of the model's optimizer is called, before it runs.
+
+        In a plain loop, ignite and transformers the step's gradients exist now. Under Lightning the step's
+        forward and backward run inside ``optimizer.step(closure)``, after this call: to read the gradients the
+        step uses, register ``optimizer.register_step_post_hook`` here, as ``GradientStats`` and
+        ``ParameterHistograms`` do, and remove it at the step's end.
+        """
 
     def on_validation_start(self, state: RunState) -> None:
         """Called when a validation pass starts."""

@@ -2,8 +2,9 @@
 
 One step is one optimizer step. The hooks tell the Tracker when the model's
 optimizer stepped (so gradient-accumulation micro-batches are not counted
-as steps) and give callbacks the moment gradients exist: after backward,
-before the optimizer uses them and before the loop zeroes them.
+as steps) and give callbacks the moment ``optimizer.step()`` is called: after
+backward in a plain loop, ignite and transformers; before it under Lightning,
+whose closure runs the forward and backward inside ``step()``.
 """
 
 from __future__ import annotations
