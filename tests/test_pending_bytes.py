@@ -190,3 +190,16 @@ def test_numpy_histogram_reaches_tensorboard(tmp_path):
     (from_list,) = run.Histograms("l")
     assert from_list.step == 1 and from_list.histogram_value.num == 3
     assert from_list.histogram_value.sum == pytest.approx(3.5)
+
+
+def test_a_deferred_result_that_is_its_pooled_copy_is_never_reused_while_read():
+    """on_device(fn) where fn returns its argument: the result must not go back to the pool and be overwritten."""
+    import torch
+
+    from trackers.writers.transfer import Deferred
+
+    first = Deferred.on_device(lambda t: t, torch.full((20_000,), 1.0))
+    assert float(first()[0]) == 1.0
+    second = Deferred.on_device(lambda t: t, torch.full((20_000,), 2.0))  # would reuse the buffer if given back
+    assert float(second()[0]) == 2.0
+    assert float(first()[0]) == 1.0 and float(first()[-1]) == 1.0

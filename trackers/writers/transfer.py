@@ -94,12 +94,21 @@ class Deferred:
             args = [materialize(a) for a in self._args]
             self._value = _map_tensors(self._fn(*args), materialize)
             self._done = True
-            if self._pooled:
+            if self._pooled:  # give the copies back, but never one the result still is or views
+                kept = {t.untyped_storage().data_ptr() for t in _tensors_in(self._value)}
                 for arg in self._args:
-                    if isinstance(arg, torch.Tensor):
+                    if isinstance(arg, torch.Tensor) and arg.untyped_storage().data_ptr() not in kept:
                         POOL.give_back(arg)
             self._args = ()
         return self._value
+
+
+def _tensors_in(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors_in(v)]
+    return []
 
 
 def _identity(value: Any) -> Any:
