@@ -3,6 +3,7 @@
 from callbacks import Callback, LossLogger
 """
 
+from callbacks.activation_stats import ActivationStats
 from callbacks.base import EVENTS, Callback, Every, FirstStep, every_step
 from callbacks.embedding import Embedding
 from callbacks.gradient_stats import GradientStats
@@ -12,12 +13,14 @@ from callbacks.hparams import HParams
 from callbacks.image_grid import ImageGrid
 from callbacks.learning_rate import LearningRate
 from callbacks.loss import LossLogger
+from callbacks.nonfinite import NonFiniteSentinel
 from callbacks.pr_curves import PRCurves
 from callbacks.prediction_figure import PredictionFigure
 from callbacks.text import TextLogger
 
 __all__ = [
     "EVENTS",
+    "ActivationStats",
     "Callback",
     "Embedding",
     "Every",
@@ -28,6 +31,7 @@ __all__ = [
     "ImageGrid",
     "LearningRate",
     "LossLogger",
+    "NonFiniteSentinel",
     "PRCurves",
     "ParameterHistograms",
     "PredictionFigure",

@@ -124,6 +124,8 @@ class GradientStats(Callback):
     logs nothing and says so once.
     """
 
+    reads_outputs = False
+
     every: Every
 
     def __init__(self, every_n_steps: int = 100, per_layer: bool = True) -> None:

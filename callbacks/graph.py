@@ -29,6 +29,8 @@ class GraphTrace(Callback):
     on.
     """
 
+    reads_outputs = False
+
     def __init__(self, example_input: Any = None, use_jit: bool = False) -> None:
         self.example_input = example_input
         self.use_jit = use_jit

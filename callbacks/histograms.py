@@ -43,6 +43,8 @@ class ParameterHistograms(Callback):
     when there are any).
     """
 
+    reads_outputs = False
+
     every: Every
 
     def __init__(self, every_n_steps: int = 500, include: Include = None, gradients: bool = True) -> None:

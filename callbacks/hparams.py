@@ -25,6 +25,8 @@ class HParams(Callback):
     functions ``(state) -> value`` evaluated at the end.
     """
 
+    reads_outputs = False
+
     def __init__(
         self,
         hparams: Mapping[str, Any],

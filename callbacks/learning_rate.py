@@ -51,6 +51,8 @@ class LearningRate(Callback):
     learning rate is handed to the writer as it is (no host sync).
     """
 
+    reads_outputs = False
+
     every: Every
 
     def __init__(

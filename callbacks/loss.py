@@ -15,7 +15,17 @@ from trackers.errors import OnceReporter
 
 
 class _MeanOnDevice:
-    """A running weighted sum kept where the values live; reading it is the only sync."""
+    """A running weighted sum kept where the values live; reading it is the only sync.
+
+    Each tensor is added in place at once (its value as the device computes
+    it, in stream order: a loss buffer the loop reuses is read in time).
+
+    >>> window = _MeanOnDevice()
+    >>> for step, value in enumerate([torch.tensor(1.0), torch.tensor([2.0]), 6.0]):
+    ...     window.add(value, step)
+    >>> window.take()
+    tensor(3.)
+    """
 
     def __init__(self) -> None:
         self.total: torch.Tensor | float = 0.0
@@ -24,22 +34,31 @@ class _MeanOnDevice:
         self.first_step = 0
 
     def add(self, value: torch.Tensor | float, step: int, weight: float = 1.0) -> None:
-        if self.count == 0:
+        count = self.count
+        if count == 0:
             self.first_step = step
             self.total = 0.0
-        if isinstance(value, torch.Tensor):
-            value = value.detach().reshape(())
-            if value.dtype != torch.float32:
-                value = value.float()
-            term = value * weight if weight != 1 else value
-            if isinstance(self.total, torch.Tensor) and self.total.device == term.device:
-                self.total.add_(term)
-            else:
-                self.total = term + self.total if self.count else term.clone()
-        else:
-            self.total = self.total + float(value) * weight
-        self.count += 1
+        self.count = count + 1
         self.weight += weight
+        if not isinstance(value, torch.Tensor):
+            self.total = self.total + float(value) * weight
+            return
+        value = value.detach()
+        total = self.total
+        if weight == 1 and isinstance(total, torch.Tensor) and value.dtype is torch.float32 and value.ndim == 0:
+            try:
+                total.add_(value)  # the usual step: one in-place add on the loss's device
+                return
+            except RuntimeError:  # the loss moved to another device: the general way below
+                pass
+        value = value.reshape(())
+        if value.dtype != torch.float32:
+            value = value.float()
+        term = value * weight if weight != 1 else value
+        if isinstance(total, torch.Tensor) and total.device == term.device:
+            total.add_(term)
+        else:
+            self.total = term + total if count else term.clone()
 
     def take(self) -> torch.Tensor | float:
         """The weighted mean so far (a new tensor, or a float), and start again."""
@@ -76,6 +95,7 @@ class LossLogger(Callback):
     """
 
     every: Every
+    reads_outputs = False  # only batch.loss: the Tracker need not keep the model's outputs for LossLogger
 
     def __init__(
         self,
@@ -113,9 +133,11 @@ class LossLogger(Callback):
     @override
     @every_step  # every step's loss goes into the window's mean; the window is written when self.every fires
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
-        loss = self._usable(batch.loss, state, "train")
+        loss = batch.loss
+        if not isinstance(loss, torch.Tensor) or loss.ndim:  # a 0-d tensor, the usual loss, needs no check
+            loss = self._usable(loss, state, "train")
         if loss is not None:
-            self._train.add(loss, state.step, weight=max(batch.micro_batches, 1))
+            self._train.add(loss, state.step, batch.micro_batches or 1)
         if self.every.fires(state.step_index) and self._train.count:
             first = self._train.first_step
             state.writer.scalar(

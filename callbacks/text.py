@@ -19,6 +19,8 @@ class TextLogger(Callback):
     >>> TextLogger()                  # the model's structure (its repr), once at the start    # doctest: +SKIP
     """
 
+    reads_outputs = False
+
     def __init__(
         self, text: str | Callable[[RunState], str] | None = None, every_n_steps: int | None = None, tag: str = "text"
     ) -> None:

@@ -10,7 +10,7 @@ with Tracker(net, callbacks=[LossLogger(every_n_steps=1000)],
 
 from trackers.core.state import BatchRecord, RunState
 from trackers.core.tracker import Tracker, default_callbacks
-from trackers.errors import CallbackError, LoggingError, LooptrackWarning
+from trackers.errors import CallbackError, LoggingError, LooptrackWarning, NonFiniteError
 from trackers.registry import register_callback, register_sink
 from trackers.writers import (
     CsvSink,
@@ -38,6 +38,7 @@ __all__ = [
     "LooptrackWarning",
     "MemorySink",
     "MemoryWriter",
+    "NonFiniteError",
     "RunState",
     "Sink",
     "TensorBoardSink",

@@ -7,9 +7,14 @@ prints one line, not ten thousand. In strict mode the same problems raise.
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 
 class LooptrackWarning(UserWarning):
@@ -29,6 +34,43 @@ class CallbackError(LoggingError):
         self.step = step
         when = "" if step is None else f" at step {step}"
         super().__init__(f"{callback_name}.{event} failed{when}: {type(error).__name__}: {error}")
+
+
+class NonFiniteError(LoggingError):
+    """NaN or inf found in training by ``NonFiniteSentinel(action="raise")``: which module, step, direction, dtype.
+
+    Raised into the training loop at the end of the step that found it, whatever ``strict`` says: stopping is
+    what the user asked for. ``direction`` is ``"forward"`` or ``"backward"``; ``magnitude`` the largest
+    ``|input|`` of that module call in the forward, when its inputs were seen and finite.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        module: str,
+        step: int,
+        direction: str,
+        dtype: torch.dtype | None = None,
+        magnitude: float | None = None,
+    ) -> None:
+        self.module = module
+        self.step = step
+        self.direction = direction
+        self.dtype = dtype
+        self.magnitude = magnitude
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keyword-only fields: pickled (across processes) by keyword
+        rebuild = functools.partial(
+            type(self),
+            module=self.module,
+            step=self.step,
+            direction=self.direction,
+            dtype=self.dtype,
+            magnitude=self.magnitude,
+        )
+        return rebuild, self.args
 
 
 class OnceReporter:

@@ -40,6 +40,8 @@ _BUILTINS: dict[str, dict[str, str]] = {
         "hparams": "callbacks.hparams:HParams",
         "learning_rate": "callbacks.learning_rate:LearningRate",
         "gradient_stats": "callbacks.gradient_stats:GradientStats",
+        "nonfinite_sentinel": "callbacks.nonfinite:NonFiniteSentinel",
+        "activation_stats": "callbacks.activation_stats:ActivationStats",
     },
     SINK_GROUP: {
         "tensorboard": "trackers.writers.sinks.tensorboard:TensorBoardSink",

@@ -67,6 +67,10 @@ class Callback:
     every: Schedule | None = None
     """When the step hooks run: ``Every(n)`` (steps n-1, 2n-1, ...), ``FirstStep()``, or None for every step."""
 
+    reads_outputs: bool = True
+    """Whether the batch hooks may read ``batch.outputs``: set it to False when they never do, and the Tracker
+    keeps no forward hook on the model for this callback (a hooked model takes ``nn.Module``'s slower call path)."""
+
     @property
     def name(self) -> str:
         """How messages name this callback."""

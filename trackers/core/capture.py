@@ -43,16 +43,22 @@ def meta_tensors(model: torch.nn.Module) -> list[str]:
 
 
 class ForwardCapture:
-    """Keeps the model's latest outputs (detached, not copied) and its first call's inputs.
+    """Keeps the model's first call's inputs and, while asked to, its latest outputs (detached, not copied).
 
     >>> capture = ForwardCapture(torch.nn.Linear(3, 2))
+    >>> capture.watch_first_call(); capture.watch_outputs(True)
     >>> _ = capture.model(torch.ones(4, 3))
-    >>> capture.outputs.shape, capture.outputs.requires_grad
-    (torch.Size([4, 2]), False)
+    >>> capture.outputs.shape, capture.outputs.requires_grad, capture.first_args[0].shape
+    (torch.Size([4, 2]), False, torch.Size([4, 3]))
     >>> capture.remove()
 
-    A model that refuses forward hooks (a TorchScript module) is watched
-    without them: ``hooked`` is False and ``outputs``/``first_args`` stay None.
+    A forward hook makes every call of the model take ``nn.Module``'s slower
+    path, so hooks are on the model only while needed: the one keeping the
+    first call's inputs from ``watch_first_call()`` (the run's start) until
+    that call, the one keeping the outputs while ``watch_outputs(True)`` (the
+    Tracker asks for the batches whose callbacks may read them). A model
+    that refuses forward hooks (a TorchScript module) is watched without
+    them: ``hooked`` is False and ``outputs``/``first_args`` stay None.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
@@ -65,21 +71,30 @@ class ForwardCapture:
         self.outputs: Any = None
         self.first_args: tuple[Any, ...] | None = None
         self.first_kwargs: dict[str, Any] | None = None
-        self.last_args: tuple[Any, ...] = ()
-        self.last_kwargs: dict[str, Any] = {}
         self.hooked = takes_forward_hooks(model)
-        self._handles: list[RemovableHandle] = []
-        if self.hooked:
-            self._handles = [
-                model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
-                model.register_forward_hook(self._after_forward),
-            ]
+        self._first_call: RemovableHandle | None = None
+        self._outputs_hook: RemovableHandle | None = None
 
-    def _before_forward(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.last_args, self.last_kwargs = args, kwargs  # references only, for loop adapters
-        if self.first_args is None:
-            self.first_args = detach_tree(args)
-            self.first_kwargs = detach_tree(kwargs)
+    def watch_first_call(self) -> None:
+        """Keep the inputs of the model's next call, if no call was kept yet (the hook then takes itself off)."""
+        if self.hooked and self.first_args is None and self._first_call is None:
+            self._first_call = self.model.register_forward_pre_hook(self._before_first_forward, with_kwargs=True)
+
+    def watch_outputs(self, watch: bool) -> None:
+        """Keep the outputs of the model's calls from now on (``True``), or stop and take the hook off."""
+        if watch == (self._outputs_hook is not None) or not self.hooked:
+            return
+        if watch:
+            self._outputs_hook = self.model.register_forward_hook(self._after_forward)
+        else:
+            self._remove_outputs_hook()
+
+    def _before_first_forward(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.first_args = detach_tree(args)
+        self.first_kwargs = detach_tree(kwargs)
+        if self._first_call is not None:  # its work is done: later calls go the fast way again
+            self._first_call.remove()
+            self._first_call = None
 
     def _after_forward(self, module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if isinstance(output, torch.Tensor):
@@ -91,7 +106,14 @@ class ForwardCapture:
         else:
             self.outputs = detach_tree(output)
 
+    def _remove_outputs_hook(self) -> None:
+        if self._outputs_hook is not None:
+            self._outputs_hook.remove()
+            self._outputs_hook = None
+
     def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        """Take looptrack's hooks off the model."""
+        if self._first_call is not None:
+            self._first_call.remove()
+            self._first_call = None
+        self._remove_outputs_hook()

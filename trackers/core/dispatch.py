@@ -20,6 +20,36 @@ def _every_step(callback: Callback, event: str) -> bool:
     return bool(getattr(getattr(type(callback), event), "__looptrack_every_step__", False))
 
 
+BATCH_END_EVENTS = ("on_train_batch_end", "on_validation_batch_end", "on_test_batch_end")
+
+
+def reads_outputs(callback: Callback) -> bool:
+    """Whether ``callback`` may read a batch's ``outputs``/``raw_outputs``: unless it sets ``reads_outputs = False``.
+
+    The Tracker keeps the model's outputs (with a forward hook, which slows
+    every call of the model) only for batches whose callbacks may read them.
+
+    >>> class Counts(Callback):
+    ...     reads_outputs = False
+    ...     def on_train_batch_end(self, state, batch): ...
+    >>> reads_outputs(Counts()), reads_outputs(Callback())
+    (False, True)
+    """
+    return bool(getattr(callback, "reads_outputs", True))
+
+
+def _any_fires(receivers: Sequence[tuple[Callback, bool]], step_index: int) -> bool:
+    for callback, cadenced in receivers:
+        every = callback.every if cadenced else None
+        if every is None or every.fires(step_index):
+            return True
+    return False
+
+
+def _any_every_step(receivers: Sequence[tuple[Callback, bool]]) -> bool:
+    return any(not cadenced or callback.every is None for callback, cadenced in receivers)
+
+
 class CallbackList:
     """The callbacks of a run, with the per-event list of those that implement it.
 
@@ -48,9 +78,33 @@ class CallbackList:
             )
             for event in EVENTS
         }
+        self._outputs_readers = {
+            event: tuple((cb, cadenced) for cb, cadenced in self._by_event[event] if reads_outputs(cb))
+            for event in BATCH_END_EVENTS
+        }
 
     def wants(self, event: str) -> bool:
         return bool(self._by_event[event])
+
+    def fires(self, event: str, step_index: int) -> bool:
+        """Whether some callback gets ``event`` at the step with 0-based index ``step_index``."""
+        return _any_fires(self._by_event[event], step_index)
+
+    def every_step(self, event: str) -> bool:
+        """Whether some callback gets ``event`` at every step (it has no ``every``, or ignores it there)."""
+        return _any_every_step(self._by_event[event])
+
+    def wants_outputs(self, event: str, step_index: int) -> bool:
+        """Whether a callback that may read the batch's outputs gets ``event`` (a batch-end event) at this step."""
+        return _any_fires(self._outputs_readers[event], step_index)
+
+    def may_read_outputs(self) -> bool:
+        """Whether any callback that may read a batch's outputs gets a batch-end event."""
+        return any(self._outputs_readers.values())
+
+    def wants_outputs_every_step(self, event: str) -> bool:
+        """Whether a callback that may read the batch's outputs gets ``event`` at every step."""
+        return _any_every_step(self._outputs_readers[event])
 
     def module_hooks(self) -> list[tuple[str, ModuleHooks]]:
         """Every callback's module hooks, as ``(callback name, hooks)``; a callback that fails to say is reported."""
@@ -74,6 +128,10 @@ class CallbackList:
             try:
                 getattr(callback, event)(state, *args)
             except Exception as error:
+                from trackers.errors import NonFiniteError  # only on this (rare) path
+
+                if isinstance(error, NonFiniteError):
+                    raise  # a stop the user asked for (NonFiniteSentinel(action="raise")), not a callback failure
                 self._failed(callback, event, state.step, error)
 
     def _failed(self, callback: Callback, event: str, step: int | None, error: Exception) -> None:

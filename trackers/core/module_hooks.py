@@ -141,7 +141,7 @@ class ModuleHookSet:
 
             def on_output(m: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
                 for tensor in _tensors(output):
-                    if tensor.requires_grad:
+                    if tensor.grad_fn is not None:  # not a leaf (a parameter returned as it is): hooks would pile up
                         tensor.register_hook(lambda grad, m=m: guard(backward, m, grad))
 
             self._handles.append(module.register_forward_hook(on_output))

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+from torch.utils.hooks import RemovableHandle
 
 
 class OptimizerWatch:
@@ -27,7 +28,10 @@ class OptimizerWatch:
 
     Checking whether an optimizer is the model's is done once per optimizer;
     ``first_seen(optimizer)`` is called then, ``before_step(optimizer)``
-    before each of its steps.
+    before each of its steps while ``watch_before_steps(True)`` (from the
+    start unless ``before_steps=False``). Every ``optimizer.step()`` in the
+    process calls the hooks registered, so the one before the step is
+    registered only while it is watched.
     """
 
     def __init__(
@@ -35,6 +39,8 @@ class OptimizerWatch:
         model: torch.nn.Module | None,
         before_step: Callable[[Any], None] | None = None,
         first_seen: Callable[[Any], None] | None = None,
+        *,
+        before_steps: bool = True,
     ) -> None:
         self._model_ref = weakref.ref(model) if model is not None else None
         self._before_step = before_step
@@ -42,7 +48,19 @@ class OptimizerWatch:
         self._ours: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
         self._last: weakref.ref[Any] | None = None  # the optimizer asked about last, known to be the model's
         self.steps = 0
-        self._handles = [register_optimizer_step_pre_hook(self._pre), register_optimizer_step_post_hook(self._post)]
+        self._handles = [register_optimizer_step_post_hook(self._post)]
+        self._pre_handle: RemovableHandle | None = None
+        self.watch_before_steps(before_steps)
+
+    def watch_before_steps(self, watch: bool) -> None:
+        """Call ``before_step`` before the model's optimizer steps from now on (``True``), or stop."""
+        if self._before_step is None:
+            return
+        if watch and self._pre_handle is None:
+            self._pre_handle = register_optimizer_step_pre_hook(self._pre)
+        elif not watch and self._pre_handle is not None:
+            self._pre_handle.remove()
+            self._pre_handle = None
 
     def _is_ours(self, optimizer: Any) -> bool:
         if self._last is not None and self._last() is optimizer:  # the usual case: the same optimizer every step
@@ -69,10 +87,12 @@ class OptimizerWatch:
             self._before_step(optimizer)
 
     def _post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if self._is_ours(optimizer):
+        last = self._last
+        if (last is not None and last() is optimizer) or self._is_ours(optimizer):
             self.steps += 1
 
     def remove(self) -> None:
+        self.watch_before_steps(False)
         for handle in self._handles:
             handle.remove()
         self._handles.clear()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from time import perf_counter_ns
 from typing import Any, TypeVar
 
 import torch
@@ -14,6 +16,7 @@ from trackers import lifecycle, registry
 from trackers.core import distributed
 from trackers.core.callback import Callback
 from trackers.core.capture import ForwardCapture, detach_tree, meta_tensors, takes_forward_hooks
+from trackers.core.cost import RunCost, timed_batch, timed_event
 from trackers.core.dispatch import CallbackList
 from trackers.core.module_hooks import ModuleHookSet, unwrap
 from trackers.core.optimizers import OptimizerWatch
@@ -128,6 +131,10 @@ class Tracker:
     Leaving the ``with`` block (or :meth:`close`) ends the run: the
     end-of-run callbacks run, everything is flushed and the writer closed;
     a run still open at interpreter exit is ended then.
+
+    The Tracker times its own work on the training thread (``tracker.cost``,
+    see :mod:`trackers.core.cost`); ``report_cost=True`` logs it at the end of
+    the run as ``looptrack/...`` scalars and prints it in one line.
     """
 
     def __init__(
@@ -141,7 +148,10 @@ class Tracker:
         step_on: str = "call",
         outputs: OutputSelector = None,
         loss_fn: Callable[[Any, Any], Any] | None = None,
+        report_cost: bool = False,
     ) -> None:
+        if not isinstance(report_cost, bool):
+            raise TypeError(f"Tracker: report_cost must be True or False, got {report_cost!r}")
         if resume_step is not None and (
             isinstance(resume_step, bool) or not isinstance(resume_step, int) or resume_step < 0
         ):
@@ -154,6 +164,8 @@ class Tracker:
         if step_on not in STEP_ON:
             raise ValueError(f"Tracker: step_on must be one of {STEP_ON}, got {step_on!r}")
         self.loss_fn = _checked_loss_fn(loss_fn, "Tracker")
+        self.cost = RunCost()
+        self.report_cost = report_cost
         self.callbacks = CallbackList(default_callbacks() if callbacks is None else callbacks, strict=strict)
         self._capture = ForwardCapture(model) if model is not None else None
         options = {} if resume_step is None else {"purge_step": resume_step}
@@ -174,6 +186,8 @@ class Tracker:
         self._reporter = OnceReporter()
         if model is not None:
             self._say_what_the_model_allows(model)
+        self._outputs_per_batch = False
+        self._choose_outputs_watch()
         self._module_hooks = ModuleHookSet(self._module_hook_failed)
         self._module_hooks_asked = False
         if model is not None:
@@ -193,9 +207,18 @@ class Tracker:
         self._calls_with_optimizer_step = 0
         self._calls_without_optimizer_step = 0
         self._steps_at_last_call: int | None = None
+        self._accumulation_said = False
+        # asked once: the callbacks of a run are fixed when it is made
+        self._wants_batch_start = self.callbacks.wants("on_train_batch_start")
+        self._wants_batch_end = self.callbacks.wants("on_train_batch_end")
         wants_gradients = self.callbacks.wants("on_before_optimizer_step")
+        # a hook before every optimizer step of the process only on the steps where a callback wants it
+        self._before_step_per_step = wants_gradients and not self.callbacks.every_step("on_before_optimizer_step")
         self._optimizer_watch = OptimizerWatch(
-            model, self._before_optimizer_step if wants_gradients else None, first_seen=self.add_optimizer
+            model,
+            self._before_optimizer_step if wants_gradients else None,
+            first_seen=self.add_optimizer,
+            before_steps=not self._before_step_per_step,
         )
         lifecycle.register_tracker(self)
 
@@ -249,12 +272,15 @@ class Tracker:
         return self.state.first_inputs
 
     # -------------------------------------------------------------- run life
+    @timed_event
     def start(self) -> Tracker:
         """Start the run (``on_train_start``); the first step or ``with`` does it for you."""
         if not self._started and not self._closed:
             self._started = True
             if not self._module_hooks_asked and self.state.model is not None:  # a model a loop adapter found
                 self._register_module_hooks(self.state.model)
+            if self._capture is not None:
+                self._capture.watch_first_call()
             self.callbacks.call("on_train_start", self.state)
         return self
 
@@ -273,6 +299,7 @@ class Tracker:
                 "exit-error", f"ending the run after {type(exc).__name__} failed too: {type(error).__name__}: {error}"
             )
 
+    @timed_event
     def fail(self, exception: BaseException) -> None:
         """Report that the training loop raised (``on_exception``), once."""
         if not self._exception_seen and self._started:
@@ -286,9 +313,9 @@ class Tracker:
         self._closed = True
         try:
             if self._started:
-                self._settle_step()
-                self.validation_end()
-                self.callbacks.call("on_train_end", self.state)
+                self._end_run()
+                if self.report_cost:
+                    self._report_cost()
         finally:
             self._optimizer_watch.remove()
             self._module_hooks.remove()
@@ -296,6 +323,21 @@ class Tracker:
                 self._capture.remove()
             lifecycle.unregister_tracker(self)
             self.writer.close()
+
+    @timed_event
+    def _end_run(self) -> None:
+        self._settle_step()
+        self.validation_end()
+        self.callbacks.call("on_train_end", self.state)
+
+    def _report_cost(self) -> None:
+        """Log what looptrack cost the training thread as ``looptrack/...`` scalars, and print it in one line."""
+        figures, waited = self.cost.figures(), self.writer.waited_seconds
+        step = max(self.state.step, 0)
+        for tag, value in figures.scalars(waited).items():
+            self.writer.scalar(tag, value, step, source="Tracker(report_cost=True)")
+        if distributed.is_rank_zero():
+            print(figures.line(waited), file=sys.stderr, flush=True)
 
     def flush(self, timeout: float | None = None) -> None:
         """Return once everything logged so far is on disk (or wherever the writer puts it)."""
@@ -310,21 +352,11 @@ class Tracker:
         or a dict with ``loss``, ``outputs`` and ``targets``. The function's
         return value is passed back unchanged.
         """
-
-        @functools.wraps(fn)
-        def tracked_train_step(*args: Any, **kwargs: Any) -> Any:
-            return self._run_step(fn, args, kwargs, validation=False)
-
-        return tracked_train_step  # type: ignore[return-value]
+        return self._tracked(fn, validation=False)
 
     def eval_step(self, fn: StepFn) -> StepFn:
         """Decorate a validation step; calls outside ``with tracker.validation():`` open a pass of their own."""
-
-        @functools.wraps(fn)
-        def tracked_eval_step(*args: Any, **kwargs: Any) -> Any:
-            return self._run_step(fn, args, kwargs, validation=True)
-
-        return tracked_eval_step  # type: ignore[return-value]
+        return self._tracked(fn, validation=True)
 
     def attach(self, loop: Any, **options: Any) -> Tracker:
         """Drive this tracker from a training loop object and return the tracker.
@@ -356,6 +388,7 @@ class Tracker:
         loss_fn = _checked_loss_fn(options.pop("loss_fn", None), "Tracker.attach")
         if loss_fn is not None:
             self.loss_fn = loss_fn
+            self._choose_outputs_watch()
         adapter.attach(self, loop, **options)
         self._attached_to = loop
         return self
@@ -382,6 +415,7 @@ class Tracker:
         if self._pass == "explicit":
             self.validation_end()
 
+    @timed_event
     def log(self, tag: str, value: Any, step: int | None = None) -> None:
         """Log one scalar (a number or a one-element tensor on any device) without waiting for the device.
 
@@ -392,6 +426,7 @@ class Tracker:
         self.writer.scalar(tag, value, step, source="Tracker.log")
 
     # ------------------------------------------- events (what loop adapters drive)
+    @timed_event
     def epoch_start(self, epoch: int | None = None) -> None:
         """A training epoch starts (``epoch`` defaults to the next one)."""
         if self._closed:
@@ -406,6 +441,7 @@ class Tracker:
         state.batch_idx = -1
         self.callbacks.call("on_train_epoch_start", state)
 
+    @timed_event
     def epoch_end(self) -> None:
         """The current training epoch ends (closing an evaluation pass left open)."""
         if self._closed:
@@ -415,6 +451,7 @@ class Tracker:
             self.validation_end()
         self.callbacks.call("on_train_epoch_end", self.state)
 
+    @timed_event
     def validation_start(self, stage: str = "validation") -> None:
         """An evaluation pass starts (ending one still open): ``"validation"``, ``"test"`` or ``"predict"``."""
         if self._closed:
@@ -423,6 +460,7 @@ class Tracker:
             raise ValueError(f"Tracker.validation_start: stage must be one of {tuple(PASS_EVENTS)}, got {stage!r}")
         self._begin_pass("explicit", stage)
 
+    @timed_event
     def validation_end(self, loss: Any = None) -> None:
         """The evaluation pass ends; ``loss`` is the pass's loss as the framework computed it, if it did."""
         if self._pass is None:
@@ -438,6 +476,7 @@ class Tracker:
             state.stage = "train"
             state.pass_loss = None
 
+    @timed_batch
     def batch_start(
         self, inputs: Any = None, targets: Any = None, *, validation: bool = False, step: int | None = None
     ) -> BatchRecord:
@@ -448,44 +487,9 @@ class Tracker:
         the step it belongs to is still accumulating; evaluation batches
         outside a pass open a validation pass.
         """
-        if self._closed:
-            self._reporter.warn(
-                "event-after-close",
-                "a batch arrived after the run was closed (tracker.close() or "
-                "the end of its `with` block); it is not tracked",
-            )
-            return BatchRecord(inputs, targets, stage="closed")
-        state = self.state
-        if validation:
-            if self._pass is None:
-                self._begin_pass("implicit", "validation")
-            state.validation_batch_idx += 1
-            batch = BatchRecord(inputs, targets, batch_idx=state.validation_batch_idx, stage=state.stage)
-            event = f"on_{PASS_EVENTS[state.stage]}_batch_start"
-        else:
-            self.start()
-            if self._pass == "implicit":
-                self.validation_end()
-            self._settle_step()
-            self._check_accumulation()
-            state.batch_idx += 1
-            batch = BatchRecord(inputs, targets, batch_idx=state.batch_idx, stage="train")
-            event = "on_train_batch_start"
-            if self._step_open:
-                event = ""  # another micro-batch of the step being accumulated
-                if step is not None:
-                    state.step = step
-            else:
-                self._step_open = True
-                self._step_opened_at = self._optimizer_watch.steps
-                state.step_index += 1
-                state.step = state.step_index if step is None else step
-        if self._capture is not None:
-            self._capture.outputs = None
-        if event and self.callbacks.wants(event):
-            self.callbacks.call(event, state, batch)
-        return batch
+        return self._batch_start(inputs, targets, validation, step)
 
+    @timed_batch
     def batch_end(
         self,
         batch: BatchRecord,
@@ -503,23 +507,9 @@ class Tracker:
         ``step_on="optimizer"`` when the model's optimizer stepped; ``step``
         is the step's place on the framework's axis, when known only now.
         """
-        if self._closed or batch.stage == "closed":
-            return
-        self._fill(batch, loss, outputs, targets)
-        if batch.stage != "train":
-            event = f"on_{PASS_EVENTS[batch.stage]}_batch_end"
-            if self.callbacks.wants(event):
-                self.callbacks.call(event, self.state, batch)
-            return
-        if step is not None:
-            self.state.step = step
-        self._micro_losses.add(batch.loss)
-        self._last_micro_batch = batch
-        if optimizer_step is None:
-            optimizer_step = self._optimizer_stepped_in_call()
-        if optimizer_step:
-            self._end_step()
+        self._batch_end(batch, loss, outputs, targets, step, optimizer_step)
 
+    @timed_batch
     def end_step(self, step: int | None = None) -> None:
         """The optimizer step that the open training step was accumulating for happened: end the step.
 
@@ -533,6 +523,94 @@ class Tracker:
         self._end_step()
 
     # ---------------------------------------------------------------- private
+    def _batch_start(self, inputs: Any, targets: Any, validation: bool, step: int | None) -> BatchRecord:
+        if self._closed:
+            self._reporter.warn(
+                "event-after-close",
+                "a batch arrived after the run was closed (tracker.close() or "
+                "the end of its `with` block); it is not tracked",
+            )
+            return BatchRecord(inputs, targets, stage="closed")
+        state = self.state
+        if validation:
+            if self._pass is None:
+                self._begin_pass("implicit", "validation")
+            state.validation_batch_idx += 1
+            batch = BatchRecord(inputs, targets, batch_idx=state.validation_batch_idx, stage=state.stage)
+            family = PASS_EVENTS[state.stage]
+            event, end_event = f"on_{family}_batch_start", f"on_{family}_batch_end"
+        else:
+            if not self._started:
+                self.start()
+            if self._pass == "implicit":
+                self.validation_end()
+            if self._step_open:
+                self._settle_step()
+            self._check_accumulation()
+            state.batch_idx += 1
+            batch = BatchRecord(inputs, targets, None, None, state.batch_idx, "train")
+            event, end_event = "on_train_batch_start", "on_train_batch_end"
+            if self._step_open:
+                event = ""  # another micro-batch of the step being accumulated
+                if step is not None:
+                    state.step = step
+            else:
+                self._step_open = True
+                self._step_opened_at = self._optimizer_watch.steps
+                state.step_index += 1
+                state.step = state.step_index if step is None else step
+                if self._before_step_per_step:
+                    self._optimizer_watch.watch_before_steps(
+                        self.callbacks.fires("on_before_optimizer_step", state.step_index)
+                    )
+        capture = self._capture
+        if capture is not None:
+            capture.outputs = None
+            if self._outputs_per_batch:
+                capture.watch_outputs(self.callbacks.wants_outputs(end_event, state.step_index))
+        if event and (self._wants_batch_start if event == "on_train_batch_start" else self.callbacks.wants(event)):
+            self.callbacks.call(event, state, batch)
+        return batch
+
+    def _batch_end(
+        self,
+        batch: BatchRecord,
+        loss: Any,
+        outputs: Any,
+        targets: Any,
+        step: int | None,
+        optimizer_step: bool | None,
+    ) -> None:
+        if self._closed or batch.stage == "closed":
+            return
+        if outputs is None and self.loss_fn is None and (self._capture is None or self._capture.outputs is None):
+            if loss is not None:  # nothing to select or compute: the usual training step
+                batch.loss = loss
+            if targets is not None:
+                batch.targets = targets
+        else:
+            self._fill(batch, loss, outputs, targets)
+        if batch.stage != "train":
+            event = f"on_{PASS_EVENTS[batch.stage]}_batch_end"
+            if self.callbacks.wants(event):
+                self.callbacks.call(event, self.state, batch)
+            return
+        if step is not None:
+            self.state.step = step
+        if optimizer_step is None and self.step_on == "call":
+            optimizer_step = True
+        if optimizer_step and not self._micro_losses.losses:  # a step of one batch: its loss as it is
+            self._step_open = False
+            self._last_micro_batch = None
+            self._step_ended(batch)
+            return
+        self._micro_losses.add(batch.loss)
+        self._last_micro_batch = batch
+        if optimizer_step is None:
+            optimizer_step = self._optimizer_stepped_in_call()
+        if optimizer_step:
+            self._end_step()
+
     def _say_what_the_model_allows(self, model: torch.nn.Module) -> None:
         """Warn once, at ``Tracker(model)``, about a model looptrack can only partly watch, and the fix."""
         name = type(model).__name__
@@ -559,6 +637,23 @@ class Tracker:
                 "model.to_empty(device='cpu') (or 'cuda'), then load_state_dict(...) or initialise its weights",
                 stacklevel=4,
             )
+
+    def _choose_outputs_watch(self) -> None:
+        """Keep the model's outputs (a forward hook, which slows every call) for every batch, some, or none.
+
+        Every batch when ``loss_fn`` may need them or a callback that may read
+        them gets every training step; else, if any callback may read them,
+        the batches whose end reaches such a callback (``_outputs_per_batch``).
+        """
+        capture = self._capture
+        if capture is None:
+            return
+        if self.loss_fn is not None or self.callbacks.wants_outputs_every_step("on_train_batch_end"):
+            self._outputs_per_batch = False
+            capture.watch_first_call()  # the model takes the slower call path anyway: both hooks go on now
+            capture.watch_outputs(True)
+        else:
+            self._outputs_per_batch = self.callbacks.may_read_outputs()
 
     def _register_module_hooks(self, model: torch.nn.Module) -> None:
         """The callbacks' module hooks, once, before the first step; an owner whose patterns select nothing is told."""
@@ -651,15 +746,15 @@ class Tracker:
     def _check_accumulation(self) -> None:
         """With one step per call: say once if the optimizer steps after some calls and not after others."""
         steps = self._optimizer_watch.steps
-        if self.step_on != "call" or self._steps_at_last_call is None:
-            self._steps_at_last_call = steps
+        last, self._steps_at_last_call = self._steps_at_last_call, steps
+        if last is None or self.step_on != "call" or self._accumulation_said:
             return
-        if steps > self._steps_at_last_call:
+        if steps > last:
             self._calls_with_optimizer_step += 1
         elif steps:
             self._calls_without_optimizer_step += 1
-        self._steps_at_last_call = steps
         if self._calls_with_optimizer_step and self._calls_without_optimizer_step:
+            self._accumulation_said = True
             calls = self._calls_with_optimizer_step + self._calls_without_optimizer_step
             self._reporter.warn(
                 "accumulation",
@@ -684,7 +779,11 @@ class Tracker:
         if batch is None:
             return
         batch.loss, batch.micro_batches = self._micro_losses.take()
-        if self.callbacks.wants("on_train_batch_end"):
+        self._step_ended(batch)
+
+    def _step_ended(self, batch: BatchRecord) -> None:
+        self.cost.steps += 1
+        if self._wants_batch_end:
             self.callbacks.call("on_train_batch_end", self.state, batch)
 
     def add_optimizer(self, optimizer: Any) -> None:
@@ -692,6 +791,7 @@ class Tracker:
         if not any(known is optimizer for known in self.state.optimizers):
             self.state.optimizers.append(optimizer)
 
+    @timed_batch
     def _before_optimizer_step(self, optimizer: Any) -> None:
         if self._step_open and not self._closed:
             self.callbacks.call("on_before_optimizer_step", self.state, optimizer)
@@ -707,37 +807,60 @@ class Tracker:
         self.state.validation_batch_idx = -1
         self.callbacks.call(f"on_{PASS_EVENTS[stage]}_start", self.state)
 
-    def _run_step(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, validation: bool
-    ) -> Any:
+    def _tracked(self, fn: StepFn, *, validation: bool) -> StepFn:
+        """``fn`` as a tracked step: the batch starts before the call and ends after it, timed in ``self.cost``."""
+        name = getattr(fn, "__name__", "the step")
+
+        @functools.wraps(fn)
+        def tracked_step(*args: Any, **kwargs: Any) -> Any:
+            start = perf_counter_ns()
+            if self._closed or self._step_depth:
+                return self._untracked_call(fn, name, args, kwargs)
+            if not self._started:
+                self.start()
+                start = perf_counter_ns()
+            cost = self.cost  # looptrack's own time: before and after the step, not the step itself
+            cost.depth = 1
+            try:
+                batch = self._batch_start(*split_arguments(args, kwargs), validation, None)
+                paused = perf_counter_ns()
+                cost.depth = 0
+                self._step_depth += 1
+                try:
+                    result = fn(*args, **kwargs)
+                finally:
+                    self._step_depth -= 1
+                resumed = perf_counter_ns()
+                cost.depth = 1
+                loss, outputs, targets, understood = split_result(result)
+                if not understood:
+                    self._reporter.warn(
+                        ("result", name),
+                        f"{name} returned a {type(result).__name__}; return the loss tensor or a dict "
+                        "like {'loss': loss, 'outputs': logits} so callbacks can see them",
+                    )
+                self._batch_end(batch, loss, outputs, targets, None, None)
+                cost.add_batch(start, paused, resumed, perf_counter_ns(), validation)
+            finally:
+                cost.depth = 0
+            return result
+
+        return tracked_step  # type: ignore[return-value]
+
+    def _untracked_call(self, fn: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run a decorated step after the run closed, or inside another tracked step: said once, not tracked."""
         if self._closed:
             self._reporter.warn(
                 "step-after-close",
-                f"{fn.__name__} called after the tracker was closed; the step runs but is not tracked",
+                f"{name} called after the tracker was closed; the step runs but is not tracked",
             )
-            return fn(*args, **kwargs)
-        if self._step_depth:
+        else:
             self._reporter.warn(
-                ("nested", fn.__name__),
-                f"{fn.__name__} (a tracked step) was called inside another "
+                ("nested", name),
+                f"{name} (a tracked step) was called inside another "
                 "tracked step; only the outer call is counted. Decorate only the outermost step",
             )
-            return fn(*args, **kwargs)
-        batch = self.batch_start(*split_arguments(args, kwargs), validation=validation)
-        self._step_depth += 1
-        try:
-            result = fn(*args, **kwargs)
-        finally:
-            self._step_depth -= 1
-        loss, outputs, targets, understood = split_result(result)
-        if not understood:
-            self._reporter.warn(
-                ("result", fn.__name__),
-                f"{fn.__name__} returned a {type(result).__name__}; return the loss tensor or a dict "
-                "like {'loss': loss, 'outputs': logits} so callbacks can see them",
-            )
-        self.batch_end(batch, loss=loss, outputs=outputs, targets=targets)
-        return result
+        return fn(*args, **kwargs)
 
     def __repr__(self) -> str:
         names = ", ".join(cb.name for cb in self.callbacks.callbacks)

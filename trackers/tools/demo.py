@@ -139,12 +139,15 @@ def fashion_mnist_datasets(
 def demo_callbacks(log_every: int, optimizer: torch.optim.Optimizer, hparams: dict) -> list:
     """What the demo logs: everything the tutorial does by hand, and a little more."""
     from callbacks import (
+        ActivationStats,
         Embedding,
+        GradientStats,
         GraphTrace,
         HParams,
         ImageGrid,
         LearningRate,
         LossLogger,
+        NonFiniteSentinel,
         ParameterHistograms,
         PRCurves,
         PredictionFigure,
@@ -158,6 +161,9 @@ def demo_callbacks(log_every: int, optimizer: torch.optim.Optimizer, hparams: di
         ImageGrid(tag="four_fashion_mnist_images", n=4),
         GraphTrace(),
         ParameterHistograms(every_n_steps=log_every * 2),
+        ActivationStats(every_n_steps=log_every * 2),
+        GradientStats(every_n_steps=log_every * 2),
+        NonFiniteSentinel(every_n_steps=log_every),
         LearningRate(optimizer, every_n_steps=log_every),
         PRCurves(classes=classes),
         Embedding(n=200, layer="fc2", classes=classes),
