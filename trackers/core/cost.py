@@ -142,40 +142,37 @@ class _Timed(Protocol):
     state: _RunState
 
 
-def timed_event(method: Method) -> Method:
-    """Count the time of a run, epoch or pass event (a Tracker method) in ``self.cost``."""
+def _timed(record: Callable[[_Timed, int, int], None]) -> Callable[[Method], Method]:
+    """A decorator counting a Tracker method's time with ``record(self, start_ns, end_ns)``, once when nested."""
 
-    @functools.wraps(method)
-    def timed(self: _Timed, *args: Any, **kwargs: Any) -> Any:
-        cost = self.cost
-        if cost.depth:
-            return method(self, *args, **kwargs)
-        cost.depth = 1
-        start = perf_counter_ns()
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            cost.depth = 0
-            cost.other_ns += perf_counter_ns() - start
+    def decorate(method: Method) -> Method:
+        @functools.wraps(method)
+        def timed(self: _Timed, *args: Any, **kwargs: Any) -> Any:
+            cost = self.cost
+            if cost.depth:
+                return method(self, *args, **kwargs)
+            cost.depth = 1
+            start = perf_counter_ns()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                cost.depth = 0
+                record(self, start, perf_counter_ns())
 
-    return timed  # type: ignore[return-value]
+        return timed  # type: ignore[return-value]
+
+    return decorate
 
 
-def timed_batch(method: Method) -> Method:
-    """Count the time of a batch event (a Tracker method) in ``self.cost``: a training or an evaluation batch's."""
+def _add_event(tracker: _Timed, start: int, end: int) -> None:
+    tracker.cost.other_ns += end - start
 
-    @functools.wraps(method)
-    def timed(self: _Timed, *args: Any, **kwargs: Any) -> Any:
-        cost = self.cost
-        if cost.depth:
-            return method(self, *args, **kwargs)
-        cost.depth = 1
-        start = perf_counter_ns()
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            cost.depth = 0
-            end = perf_counter_ns()
-            cost.add_batch(start, start, start, end, self.state.validating)
 
-    return timed  # type: ignore[return-value]
+def _add_batch(tracker: _Timed, start: int, end: int) -> None:
+    tracker.cost.add_batch(start, start, start, end, tracker.state.validating)
+
+
+timed_event = _timed(_add_event)
+"""Count the time of a run, epoch or pass event (a Tracker method) in ``self.cost``."""
+timed_batch = _timed(_add_batch)
+"""Count the time of a batch event (a Tracker method) in ``self.cost``: a training or an evaluation batch's."""
