@@ -11,6 +11,7 @@ from typing_extensions import override
 
 from callbacks.base import Callback
 from callbacks.images import TUTORIAL_UNNORMALIZE, Unnormalize, as_nchw, check_unnormalize, image_problem, pictures
+from trackers.core.module_hooks import unwrap
 from trackers.core.state import BatchRecord, RunState
 from trackers.errors import OnceReporter
 from trackers.tensorboard import projector
@@ -134,7 +135,7 @@ class Embedding(Callback):
             return
         if state.model is None:
             raise ValueError("Embedding(layer=...) needs the model: Tracker(model, ...)")
-        modules = dict(state.model.named_modules())
+        modules = dict(unwrap(state.model).named_modules())  # the bare model's names, inside DDP or torch.compile
         if self.layer not in modules:
             close = difflib.get_close_matches(self.layer, list(modules), n=3)
             raise ValueError(

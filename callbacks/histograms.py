@@ -9,6 +9,7 @@ import torch
 from typing_extensions import override
 
 from callbacks.base import Callback
+from trackers.core.module_hooks import unwrap
 from trackers.core.schedule import Every
 from trackers.core.state import BatchRecord, RunState
 from trackers.errors import OnceReporter
@@ -72,9 +73,10 @@ class ParameterHistograms(Callback):
             self._reporter.warn("no-model", "ParameterHistograms needs the model: Tracker(model, ...); it does nothing")
             self._parameters = []
             return
-        self._parameters = [(name, p) for name, p in state.model.named_parameters() if self._selected(name, p)]
+        model = unwrap(state.model)  # the bare model's names, inside DDP or torch.compile
+        self._parameters = [(name, p) for name, p in model.named_parameters() if self._selected(name, p)]
         if not self._parameters:
-            names = [name for name, _ in state.model.named_parameters()][:5]
+            names = [name for name, _ in model.named_parameters()][:5]
             self._reporter.warn(
                 "none-selected",
                 f"ParameterHistograms: include={self.include!r} selects no parameter of "

@@ -169,3 +169,17 @@ def test_the_tutorial_loop_through_the_shared_helper():
         train_tutorial(tracker, net, fashion_batches(data, 2, 8), optimizer=torch.optim.SGD(net.parameters(), lr=0.01))
     # the pool module is called twice a forward: each call is seen
     assert watch.forward == ["pool", "pool", "fc1", "fc2", "fc3"] * 2
+
+
+def test_a_strict_callback_failing_at_the_start_still_ends_the_run():
+    class Broken(Callback):
+        def on_train_start(self, state):
+            raise RuntimeError("no")
+
+    net = Stack()
+    before = _hook_count(net)
+    tracker = Tracker(net, callbacks=[Broken(), Watch()], writer="memory", strict=True)
+    with pytest.raises(CallbackError, match="Broken.on_train_start failed"):
+        with tracker:
+            pass
+    assert tracker.closed and tracker.writer.closed and _hook_count(net) == before

@@ -285,7 +285,11 @@ class Tracker:
         return self
 
     def __enter__(self) -> Tracker:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException as error:  # a strict callback failed at the start: __exit__ won't run, end the run here
+            self.__exit__(type(error), error, error.__traceback__)
+            raise
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if exc is None:
