@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from typing_extensions import override
 
-from callbacks.base import Callback
+from callbacks.base import Callback, every_step
 from trackers.core.module_hooks import ModuleHooks, unwrap
 from trackers.core.schedule import Every
 from trackers.core.state import BatchRecord, RunState
@@ -179,8 +179,12 @@ class ActivationStats(Callback):
     ``depth``) is not taken.
 
     What is measured: the module's output, or the first tensor of a tuple
-    output, in every *training* forward since the last logging step: the
-    forwards run while ``torch.is_grad_enabled()`` (validation under
+    output, in the *training* forwards of the window: by default
+    (``window=1``) the logging step's own forwards; ``window=k`` the last
+    ``k`` steps up to the logging step; ``window=None`` every step since
+    the last log (on a CPU that doubles the tutorial CNN's step time; the
+    default adds nothing measurable on the steps in between). Training
+    forwards are those run while ``torch.is_grad_enabled()`` (validation under
     ``torch.no_grad()``/``inference_mode``, as the frameworks run it, is
     left out; a module put in ``eval()`` mode inside a training forward, such
     as a frozen BatchNorm, is still measured). Over all the elements of all
@@ -205,7 +209,7 @@ class ActivationStats(Callback):
 
     A module that ran no training forward in a window logs NaN for it.
 
-    What it costs: on every training forward, per selected module, a few
+    What it costs: on every measured training forward, per selected module, a few
     passes over its output on its device (a finite mask, two masked copies,
     five reductions, a nonzero mask reduced per unit: eager mode runs about a
     dozen small kernels, ``torch.compile`` fuses them) and one-element
@@ -239,8 +243,16 @@ class ActivationStats(Callback):
         exclude: Sequence[str] | None = None,
         histograms: bool = False,
         depth: int | None = None,
+        window: int | None = 1,
     ) -> None:
         self.every = Every(every_n_steps, owner="ActivationStats")
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or not 1 <= window):
+            raise ValueError(
+                f"ActivationStats: window must be a positive number of steps or None (every step since the last "
+                f"log), got {window!r}"
+            )
+        self.window = None if window is None or window >= every_n_steps else window
+        self._measuring = self.window is None  # whether this step's forwards are measured
         for argument, value in (("include", include), ("exclude", exclude)):
             if value is not None and (isinstance(value, str) or not all(isinstance(p, str) for p in value)):
                 raise TypeError(
@@ -312,8 +324,11 @@ class ActivationStats(Callback):
             )
 
     @override
+    @every_step
     def on_train_batch_start(self, state: RunState, batch: BatchRecord) -> None:
-        # dispatch calls this on logging steps only: tell the forward hooks to log histograms in this step
+        if self.window is not None:  # only the last `window` steps before each logging step are measured
+            self._measuring = state.step_index % self.every.n >= self.every.n - self.window
+        # tell the forward hooks to log histograms in a logging step
         if self.histograms and self.every.fires(state.step_index):
             self._histograms_due = True
             for slot in self._slots.values():
@@ -322,6 +337,7 @@ class ActivationStats(Callback):
     @override
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
         self._histograms_due = False
+        self._measuring = self.window is None  # the window ends here (validation then runs with the flag off)
         slots = list(self._slots.values())
         for slot in slots:
             slot.histogram_due = False
@@ -357,8 +373,8 @@ class ActivationStats(Callback):
             slot.histogram_due, slot.kept = False, None
 
     def _forward(self, name: str, module: torch.nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-        if not torch.is_grad_enabled():
-            return  # validation, test, or a forward under no_grad
+        if not self._measuring or not torch.is_grad_enabled():
+            return  # a step outside the window; validation, test, or a forward under no_grad
         taken = self._taken.get(name)
         if taken is None:
             taken = self._taken[name] = self.takes(name, module)
@@ -379,5 +395,5 @@ class ActivationStats(Callback):
     def __repr__(self) -> str:
         return (
             f"ActivationStats(every_n_steps={self.every.n}, include={self.include!r}, exclude={self.exclude!r}, "
-            f"histograms={self.histograms}, depth={self.depth})"
+            f"histograms={self.histograms}, depth={self.depth}, window={self.window})"
         )

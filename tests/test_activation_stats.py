@@ -68,7 +68,7 @@ def _tutorial(seed: int = 0) -> tuple[TutorialNet, SyntheticFashionMNIST]:
 def test_every_stat_equals_the_reference_over_each_windows_training_forwards():
     net, data = _tutorial()
     writer = MemoryWriter()
-    tracker = Tracker(net, callbacks=[ActivationStats(every_n_steps=3)], writer=writer)
+    tracker = Tracker(net, callbacks=[ActivationStats(every_n_steps=3, window=None)], writer=writer)
     capture = Capture(net, tracker, TUTORIAL_MODULES)
     train_tutorial(
         tracker,
@@ -92,13 +92,28 @@ def test_every_stat_equals_the_reference_over_each_windows_training_forwards():
     assert 0.1 < logged(writer, "pool", 5)["zero_fraction"] < 0.9
 
 
+@pytest.mark.parametrize(("window", "first"), [(1, 0), (2, 1)])
+def test_by_default_only_the_logging_step_is_measured_and_window_widens_it(window, first):
+    net, data = _tutorial()
+    writer = MemoryWriter()
+    stats = ActivationStats(every_n_steps=3) if window == 1 else ActivationStats(every_n_steps=3, window=window)
+    tracker = Tracker(net, callbacks=[stats], writer=writer)
+    capture = Capture(net, tracker, TUTORIAL_MODULES)
+    train_tutorial(tracker, net, fashion_batches(data, 6, 8), optimizer=torch.optim.SGD(net.parameters(), lr=0.05))
+    tracker.close()
+    for step in (2, 5):
+        for name in TUTORIAL_MODULES:
+            expected = reference(capture.window(name, range(step - first, step + 1)))
+            assert logged(writer, name, step) == pytest.approx(expected, rel=1e-5, abs=1e-12), (step, name)
+
+
 def test_std_keeps_its_precision_when_the_mean_is_large_next_to_it():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3))
     with torch.no_grad():
         net[0].bias.fill_(1000.0)  # outputs about 1000 +- 1: float32 sums of squares would lose the spread
     writer = MemoryWriter()
-    tracker = Tracker(net, callbacks=[ActivationStats(every_n_steps=2)], writer=writer)
+    tracker = Tracker(net, callbacks=[ActivationStats(every_n_steps=2, window=None)], writer=writer)
     capture = Capture(net, tracker, ["0"])
     train_tutorial(tracker, net, make_batches(4, seed=1), optimizer=None)
     tracker.close()
@@ -137,7 +152,7 @@ def test_a_nan_at_a_known_step_is_counted_in_its_window_only_and_left_out_of_the
     poisoned[0, 0, 10, 10] = float("nan")  # one pixel of one image of step 3
     batches[3] = (poisoned, batches[3][1])
     writer = MemoryWriter()
-    tracker = Tracker(net, callbacks=[ActivationStats(every_n_steps=2)], writer=writer)
+    tracker = Tracker(net, callbacks=[ActivationStats(every_n_steps=2, window=None)], writer=writer)
     capture = Capture(net, tracker, TUTORIAL_MODULES)
     train_tutorial(tracker, net, batches, optimizer=None)  # no optimizer step: the NaN stays in step 3
     tracker.close()
@@ -228,7 +243,7 @@ def test_an_in_place_op_after_a_module_does_not_change_what_it_output():
     torch.manual_seed(0)
     net = Blocks()
     writer = MemoryWriter()
-    tracker = Tracker(net, callbacks=[ActivationStats(every_n_steps=2, histograms=True)], writer=writer)
+    tracker = Tracker(net, callbacks=[ActivationStats(every_n_steps=2, histograms=True, window=None)], writer=writer)
     capture = Capture(net, tracker, ["layer1.0.linear"])
     train_tutorial(tracker, net, make_batches(4, seed=1), optimizer=torch.optim.SGD(net.parameters(), lr=0.1))
     tracker.close()

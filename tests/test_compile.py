@@ -1,7 +1,7 @@
 """Every callback under ``torch.compile(model)`` (issue 14 item 5): no graph break, no frame Dynamo gives up on, and
 no recompilation once warmed up, read from ``torch._dynamo.utils.counters``.
 
-The warm-up is the first ``WARMUP`` training steps and the first validation pass: it holds a logging step and a
+The warm-up is the first ``WARMUP`` training steps and the first validation pass: it holds two logging steps and a
 non-logging step of every cadence used here (2 and 3), the first forward (a callback may set itself up there) and
 the ``no_grad`` validation forward, so every variant of the graph a callback legitimately asks for is compiled by
 then. The steps after it, and a second validation pass, must reuse those graphs.
@@ -41,8 +41,10 @@ from callbacks import (
 from trackers import MemoryWriter, Tracker
 from trackers.tools.demo import CLASSES, SyntheticFashionMNIST, TutorialNet
 
-STEPS = 12
-WARMUP = 3  # steps 0, 1, 2: a logging step of Every(2) (1) and of Every(3) (2), and non-logging steps of both
+STEPS = 14
+# steps 0-5: two logging steps of Every(2) (1, 3) and of Every(3) (2, 5), and non-logging steps of both: a callback
+# that measures only its logging steps makes its state at the first and runs its steady path from the second
+WARMUP = 6
 BATCH = 8
 VAL_BATCHES = 2
 
