@@ -8,20 +8,17 @@ import re
 from typing import Any
 
 import numpy as np
-from typing_extensions import override
 
-from trackers.record_file import RecordFile
 from trackers.writers import records as rec
+from trackers.writers.file_sink import RecordFileSink
 from trackers.writers.front import SinkWriter
-from trackers.writers.logdir import IfExists, file_in_log_dir
-from trackers.writers.sink import Sink
 
 
 def _safe(tag: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", tag).strip("_") or "tag"
 
 
-class JsonlSink(Sink):
+class JsonlSink(RecordFileSink):
     """Appends records to ``path`` (default ``<log_dir>/looptrack.jsonl``), one JSON object a line.
 
     >>> writer = Writer(JsonlSink("runs/exp1/looptrack.jsonl"))                    # doctest: +SKIP
@@ -38,23 +35,7 @@ class JsonlSink(Sink):
     ``self.log_dir`` are the ones used. ``if_exists="append"`` appends to it.
     """
 
-    log_dir: str
-    keeps_values = False
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str] | None = None,
-        *,
-        log_dir: str | os.PathLike[str] | None = None,
-        if_exists: IfExists = "new",
-    ) -> None:
-        self.path, self.log_dir = file_in_log_dir(path, log_dir, "looptrack.jsonl", "JsonlSink", if_exists)
-        directory, name = os.path.split(self.path)
-        self._file = RecordFile(directory or ".", name)  # only whole lines, even on a full disk
-
-    @override
-    def describe(self) -> str:
-        return f"JsonlSink({self.path!r})"
+    file_name, unit, durable = "looptrack.jsonl", "line", True
 
     def _line(self, record: Any, **fields: Any) -> None:
         line = {"kind": record.kind, "tag": record.tag, "step": record.step, "walltime": record.walltime, **fields}
@@ -128,20 +109,6 @@ class JsonlSink(Sink):
         tensor = record.tensor  # a CPU tensor
         dtype = str(tensor.dtype).removeprefix("torch.")
         self._line(record, shape=list(tensor.shape), dtype=dtype, values=tensor.tolist())
-
-    @override
-    def flush(self) -> None:
-        try:
-            self._file.sync()
-        finally:
-            self._file.report(self.warn, "line")  # deleted under the run, a full disk
-
-    @override
-    def close(self) -> None:
-        try:
-            self._file.close()
-        finally:
-            self._file.report(self.warn, "line")  # deleted under the run, a full disk
 
 
 class JsonlWriter(SinkWriter):

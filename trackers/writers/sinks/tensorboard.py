@@ -209,23 +209,18 @@ class TensorBoardSink(Sink):
     @override
     def flush(self) -> None:
         """Hand every event file's records to the OS; one failing does not keep the others from it."""
-        first_error: Exception | None = None
-        for event_file in (self._file, *self._sub_runs.values()):
-            try:
-                event_file.flush()
-            except Exception as error:
-                first_error = first_error or error
-            self.recreated += event_file.report(self.warn, "event", file="event file", directory="log dir")
-        if first_error is not None:
-            raise first_error
+        self._each_event_file("flush")
 
     @override
     def close(self) -> None:
         """Flush and close every event file, all of them even if one fails (the first error is raised)."""
+        self._each_event_file("close")
+
+    def _each_event_file(self, method: str) -> None:
         first_error: Exception | None = None
         for event_file in (self._file, *self._sub_runs.values()):
             try:
-                event_file.close()
+                getattr(event_file, method)()
             except Exception as error:
                 first_error = first_error or error
             self.recreated += event_file.report(self.warn, "event", file="event file", directory="log dir")
