@@ -61,12 +61,13 @@ def _as_is(values: torch.Tensor) -> torch.Tensor:
 
 
 class _Step:
-    """What one logging step collected: the optimizers seen stepping, their pending hooks, the values queued."""
+    """What one logging step collected: the optimizers about to step (their parameters and weights before), the
+    values queued."""
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.optimizers: list[Any] = []
-        self.handles: list[Any] = []
+        self.pending: dict[int, tuple[list[torch.nn.Parameter], list[torch.Tensor | None] | None]] = {}
         self.done: set[int] = set()  # ids of the parameters already measured
         self.gradient_norms: list[torch.Tensor] = []
         self.tags: list[str] = []
@@ -74,11 +75,6 @@ class _Step:
         self.measured: set[int] = set()  # ids of the optimizers whose step was measured
         self.device: torch.device | None = None
         self.failed = False
-
-    def remove_hooks(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
 
 
 class GradientStats(Callback):
@@ -143,30 +139,28 @@ class GradientStats(Callback):
     def on_before_optimizer_step(self, state: RunState, optimizer: Any) -> None:
         step = self._step
         if step is None or step.index != state.step_index:
-            if step is not None:
-                step.remove_hooks()  # a step that never ended (its loop raised)
-            step = self._step = _Step(state.step_index)
+            step = self._step = _Step(state.step_index)  # (a step that never ended, its loop raised, is dropped)
         if any(seen is optimizer for seen in step.optimizers):
             return  # the same optimizer again in this step: its first step is measured
         step.optimizers.append(optimizer)
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        # The weights before the step, for the update ratio. Taken now: under Lightning the step's forward and
-        # backward run inside optimizer.step(), after this hook, so its gradients are read after the step.
+        # The weights before the step, for the update ratio. The gradients are read after the step
+        # (on_after_optimizer_step): under Lightning the step's forward and backward run inside optimizer.step().
         before = [p.detach().clone() if p.requires_grad else None for p in parameters] if self.per_layer else None
+        step.pending[id(optimizer)] = (parameters, before)
 
-        def after_step(stepped: Any, args: Any, kwargs: Any) -> None:
-            # once, in this step (removed at its end: torch is iterating over the hooks now)
-            if state.step_index == step.index and id(optimizer) not in step.measured:
-                step.measured.add(id(optimizer))
-                self._measure(state, step, optimizer, parameters, before)
-
-        step.handles.append(optimizer.register_step_post_hook(after_step))
+    @override
+    def on_after_optimizer_step(self, state: RunState, optimizer: Any) -> None:
+        step = self._step
+        if step is None or step.index != state.step_index or id(optimizer) not in step.pending:
+            return  # not a step seen starting (or its first step was measured already)
+        parameters, before = step.pending.pop(id(optimizer))
+        step.measured.add(id(optimizer))
+        self._measure(state, step, optimizer, parameters, before)
 
     @override
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
         step, self._step = self._step, None
-        if step is not None:
-            step.remove_hooks()
         if step is None or step.index != state.step_index or not step.measured:
             self._report_no_step(state)
             return
@@ -188,9 +182,7 @@ class GradientStats(Callback):
 
     @override
     def on_train_end(self, state: RunState) -> None:
-        if self._step is not None:
-            self._step.remove_hooks()
-            self._step = None
+        self._step = None
         if self._steps_without_optimizer and not state.optimizers:
             self._report_no_optimizer(state)
 
@@ -202,7 +194,7 @@ class GradientStats(Callback):
         parameters: list[torch.nn.Parameter],
         before: list[torch.Tensor | None] | None,
     ) -> None:
-        """Queue the norms of ``optimizer``'s step (its post-step hook: gradients not yet zeroed)."""
+        """Queue the norms of ``optimizer``'s step (just after it ran: gradients not yet zeroed)."""
         try:
             self._queue_norms(state, step, optimizer, parameters, before)
         except Exception as error:  # the hook runs inside optimizer.step(): a failure must not stop training

@@ -61,10 +61,9 @@ class ParameterHistograms(Callback):
         self.gradients = gradients
         self._parameters: list[tuple[str, torch.nn.Parameter]] = []
         self._gradients_logged: set[str] = set()
-        # the logging step whose optimizers' post-step hooks are pending: its index, the optimizers, the handles
-        self._hooked_step: int | None = None
-        self._hooked: list[Any] = []
-        self._handles: list[Any] = []
+        # the logging step and the optimizers whose gradients were logged in it (each optimizer's first step)
+        self._stepped_step: int | None = None
+        self._stepped: list[Any] = []
         self._reporter = OnceReporter()
 
     @override
@@ -84,32 +83,21 @@ class ParameterHistograms(Callback):
             )
 
     @override
-    def on_before_optimizer_step(self, state: RunState, optimizer: Any) -> None:
+    def on_after_optimizer_step(self, state: RunState, optimizer: Any) -> None:
+        # after the step, not before it: under Lightning the step's forward and backward run inside
+        # optimizer.step(), so before it the gradients would be the previous step's (or none)
         if not self.gradients or not self._parameters:
             return
-        index = state.step_index
-        if self._hooked_step != index:
-            self._remove_hooks()  # a step that never ended (its loop raised)
-            self._hooked_step = index
-        if any(seen is optimizer for seen in self._hooked):
+        if self._stepped_step != state.step_index:
+            self._stepped_step, self._stepped = state.step_index, []
+        if any(seen is optimizer for seen in self._stepped):
             return  # the same optimizer again in this step: its first step's gradients are logged
-        self._hooked.append(optimizer)
-        stepped_over = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        done = False
-
-        # The gradients are read after the step, not now: under Lightning the step's forward and backward run
-        # inside optimizer.step(), after this hook, so now they would be the previous step's (or none).
-        def after_step(stepped: Any, args: Any, kwargs: Any) -> None:
-            nonlocal done  # once, in this step (removed at its end: torch is iterating over the hooks now)
-            if not done and state.step_index == index:
-                done = True
-                self._log_stepped_gradients(state, stepped_over)
-
-        self._handles.append(optimizer.register_step_post_hook(after_step))
+        self._stepped.append(optimizer)
+        self._log_stepped_gradients(state, {id(p) for group in optimizer.param_groups for p in group["params"]})
 
     @override
     def on_train_batch_end(self, state: RunState, batch: BatchRecord) -> None:
-        self._remove_hooks()
+        self._stepped_step, self._stepped = None, []
         writer, step = state.writer, state.step
         for name, param in self._parameters:
             writer.histogram(f"parameters/{name}", param, step, nonfinite_tag=f"nonfinite/parameters/{name}")
@@ -127,12 +115,8 @@ class ParameterHistograms(Callback):
                 )
         self._gradients_logged = set()
 
-    @override
-    def on_train_end(self, state: RunState) -> None:
-        self._remove_hooks()
-
     def _log_stepped_gradients(self, state: RunState, stepped_over: set[int]) -> None:
-        """The gradients of the parameters ``optimizer`` just stepped over (its post-step hook, inside ``step()``)."""
+        """The gradients of the parameters ``optimizer`` just stepped over (inside ``step()``, after it ran)."""
         try:
             self._log_gradients(state, stepped_over)
         except Exception as error:  # the hook runs inside optimizer.step(): a failure must not stop training
@@ -154,13 +138,6 @@ class ParameterHistograms(Callback):
                     f"gradients/{name}", param.grad, state.step, nonfinite_tag=f"nonfinite/gradients/{name}"
                 )
                 self._gradients_logged.add(name)
-
-    def _remove_hooks(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        self._hooked.clear()
-        self._hooked_step = None
 
     def _selected(self, name: str, param: torch.nn.Parameter) -> bool:
         if self.include is None:

@@ -112,11 +112,11 @@ def _record(name: str) -> Callable[..., None]:
 class RecordingCallback(Callback):
     """Records every hook it receives as ``(name, state.step)``, in order, in ``calls``.
 
-    All hooks but ``on_before_optimizer_step``: a callback wanting that one makes
-    the tracker watch the optimizer's gradients, which would change the run under test.
+    All hooks but ``on_before_optimizer_step`` and ``on_after_optimizer_step``: a callback wanting those makes
+    the tracker watch the optimizer's steps, which would change the run under test.
     """
 
-    HOOKS = tuple(event for event in EVENTS if event != "on_before_optimizer_step")
+    HOOKS = tuple(event for event in EVENTS if event not in ("on_before_optimizer_step", "on_after_optimizer_step"))
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, int]] = []

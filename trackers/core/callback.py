@@ -32,6 +32,7 @@ EVENTS = (
     "on_train_batch_start",
     "on_train_batch_end",
     "on_before_optimizer_step",
+    "on_after_optimizer_step",
     "on_validation_start",
     "on_validation_batch_start",
     "on_validation_batch_end",
@@ -44,7 +45,7 @@ EVENTS = (
     "on_train_end",
     "on_exception",
 )
-STEP_EVENTS = ("on_train_batch_start", "on_train_batch_end", "on_before_optimizer_step")
+STEP_EVENTS = ("on_train_batch_start", "on_train_batch_end", "on_before_optimizer_step", "on_after_optimizer_step")
 """The hooks a callback's ``every`` applies to."""
 
 
@@ -107,10 +108,13 @@ class Callback:
         """Called when ``optimizer.step()`` of the model's optimizer is called, before it runs.
 
         In a plain loop, ignite and transformers the step's gradients exist now. Under Lightning the step's
-        forward and backward run inside ``optimizer.step(closure)``, after this call: to read the gradients the
-        step uses, register ``optimizer.register_step_post_hook`` here, as ``GradientStats`` and
-        ``ParameterHistograms`` do, and remove it at the step's end.
+        forward and backward run inside ``optimizer.step(closure)``, after this call: the gradients the step
+        uses are read in :meth:`on_after_optimizer_step`.
         """
+
+    def on_after_optimizer_step(self, state: RunState, optimizer: Any) -> None:
+        """Called when ``optimizer.step()`` of the model's optimizer has run, before the loop can zero the gradients:
+        the gradients this step used (in every loop, Lightning's included) and the weights after it."""
 
     def on_validation_start(self, state: RunState) -> None:
         """Called when a validation pass starts."""

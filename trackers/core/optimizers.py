@@ -29,7 +29,7 @@ class OptimizerWatch:
     Checking whether an optimizer is the model's is done once per optimizer;
     ``first_seen(optimizer)`` is called then, ``before_step(optimizer)``
     before each of its steps while ``watch_before_steps(True)`` (from the
-    start unless ``before_steps=False``). Every ``optimizer.step()`` in the
+    start unless ``before_steps=False``), ``after_step(optimizer)`` after each. Every ``optimizer.step()`` in the
     process calls the hooks registered, so the one before the step is
     registered only while it is watched.
     """
@@ -41,7 +41,9 @@ class OptimizerWatch:
         first_seen: Callable[[Any], None] | None = None,
         *,
         before_steps: bool = True,
+        after_step: Callable[[Any], None] | None = None,
     ) -> None:
+        self._after_step = after_step
         self._model_ref = weakref.ref(model) if model is not None else None
         self._before_step = before_step
         self._first_seen = first_seen
@@ -90,6 +92,8 @@ class OptimizerWatch:
         last = self._last
         if (last is not None and last() is optimizer) or self._is_ours(optimizer):
             self.steps += 1
+            if self._after_step is not None:
+                self._after_step(optimizer)
 
     def remove(self) -> None:
         self.watch_before_steps(False)

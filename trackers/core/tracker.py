@@ -219,6 +219,7 @@ class Tracker:
             self._before_optimizer_step if wants_gradients else None,
             first_seen=self.add_optimizer,
             before_steps=not self._before_step_per_step,
+            after_step=self._after_optimizer_step if self.callbacks.wants("on_after_optimizer_step") else None,
         )
         lifecycle.register_tracker(self)
 
@@ -799,6 +800,10 @@ class Tracker:
     def _before_optimizer_step(self, optimizer: Any) -> None:
         if self._step_open and not self._closed:
             self.callbacks.call("on_before_optimizer_step", self.state, optimizer)
+
+    def _after_optimizer_step(self, optimizer: Any) -> None:
+        if self._step_open and not self._closed:
+            self.callbacks.call("on_after_optimizer_step", self.state, optimizer)
 
     def _begin_pass(self, kind: str, stage: str) -> None:
         self.start()
