@@ -43,7 +43,8 @@ bench: $(STAMP)
 
 # The package as users get it: build the sdist and (from it) the wheel with python -m build, install the wheel
 # (not editable) with the lightning/ignite/transformers extras into a fresh venv in a temp dir, then run
-# .ci/wheel_smoke.py from outside the checkout. Kept in the temp dir (printed) if it fails.
+# .ci/wheel_smoke.py from outside the checkout. Kept in the temp dir (printed) if it fails. The fresh venv gets
+# torch and torchvision as hard links from $(VENV) (.ci/link_installed.py): the CUDA build is 6 GB.
 WHEEL_EXTRAS ?= lightning,ignite,transformers
 
 wheel-check: $(STAMP)
@@ -61,7 +62,7 @@ wheel-check: $(STAMP)
 	echo "== fresh venv in $$tmp/venv [$$(( $$(date +%s) - t0 ))s]"; \
 	$(PYTHON) -m venv "$$tmp/venv"; \
 	"$$tmp/venv/bin/python" -m pip install --quiet --upgrade pip; \
-	"$$tmp/venv/bin/python" -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"; \
+	$(BIN)/python .ci/link_installed.py --into "$$tmp/venv" torch torchvision; \
 	echo "== pip install $$(basename "$$wheel")[$(WHEEL_EXTRAS)] [$$(( $$(date +%s) - t0 ))s]"; \
 	"$$tmp/venv/bin/python" -m pip install --quiet "$$wheel[$(WHEEL_EXTRAS)]"; \
 	echo "== smoke test from $$tmp/work [$$(( $$(date +%s) - t0 ))s]"; \
