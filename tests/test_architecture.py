@@ -68,6 +68,9 @@ def _own(name: str) -> bool:
 # namedtuple's API, sys._getframe, the aten op that host syncs dispatch, and the model inside torch.compile's
 # wrapper (named in the torch.compile FAQ)
 PUBLIC_BY_CONVENTION = {"_fields", "_asdict", "_replace", "_make", "_getframe", "_local_scalar_dense", "_orig_mod"}
+# autograd's own: a tensor's version counter (its in-place checks), and the engine's queue_callback, which runs code
+# when a backward pass ends (DDP and FSDP finish their gradient reduction with it; torch has no public name for it)
+PUBLIC_BY_CONVENTION |= {"_version", "_execution_engine"}
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

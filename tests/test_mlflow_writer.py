@@ -50,7 +50,7 @@ def mlflow_server(tmp_path, subprocess_env):
         stderr=subprocess.PIPE,
     )
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300  # a loaded machine (CI runs beside other work) starts it slowly
     while True:
         try:
             urllib.request.urlopen(f"{uri}/health", timeout=1)

@@ -66,14 +66,17 @@ def _train(
     mode: str = "forward",
     nan_at: int | None = None,
     loss_fn: Any = F.cross_entropy,
+    model: torch.nn.Module | None = None,
 ) -> None:
-    """Train ``steps`` steps with the fault on at step ``fault_at`` (a NaN in the batch of step ``nan_at``)."""
+    """Train ``steps`` steps with the fault on at step ``fault_at`` (a NaN in the batch of step ``nan_at``), calling
+    ``model`` (``net`` itself by default, or a wrapper of it)."""
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    called = net if model is None else model
 
     @tracker.train_step
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         optimizer.zero_grad()
-        loss = loss_fn(net(x), y)
+        loss = loss_fn(called(x), y)
         loss.backward()
         optimizer.step()
         return loss
@@ -81,6 +84,79 @@ def _train(
     for index, (x, y) in enumerate(_batches(steps, nan_at)):
         net.fault.mode = mode if index == fault_at else None
         step(x, y)
+
+
+@pytest.mark.parametrize("mode", ["forward", "backward"])
+def test_a_compiled_model_is_checked_whole_and_its_faulty_step_run_again_eagerly(mode):
+    torch.manual_seed(0)
+    net = Net()
+    model = torch.compile(net, backend="aot_eager")
+    sentinel = NonFiniteSentinel()
+    with pytest.warns(
+        LooptrackWarning, match=f"NonFiniteSentinel: NaN/inf first appeared in the {mode} of module 'fault'"
+    ):
+        with Tracker(model, callbacks=[sentinel], writer="memory") as tracker:
+            _train(net, tracker, steps=4, fault_at=2, mode=mode, model=model)
+    first = sentinel.findings[0]
+    assert (first.module, first.step, first.direction, first.produced) == ("fault", 2, mode, True)
+
+
+class Dropped(Net):
+    """Net with BatchNorm (running statistics) and Dropout (random numbers) before the fault."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = torch.nn.BatchNorm1d(16)
+        self.drop = torch.nn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fault(self.drop(self.norm(self.fc1(x))))))
+
+
+def _state_after(sentinel: NonFiniteSentinel | None, mode: str) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    net = Dropped()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LooptrackWarning)
+        with Tracker(net, callbacks=[sentinel] if sentinel else [], writer="memory") as tracker:
+            _train(net, tracker, steps=4, fault_at=1, mode=mode)
+    return {**net.state_dict(), "rng": torch.get_rng_state()}
+
+
+@pytest.mark.parametrize("mode", ["forward", "backward"])
+def test_running_a_step_again_changes_nothing_in_the_model_its_statistics_or_the_random_numbers(mode):
+    """The replay runs on fresh parameter leaves, cloned buffers and a forked random state: the run with the
+    sentinel ends bit-equal to the run without it, NaN weights, BatchNorm statistics and dropout draws alike."""
+    sentinel = NonFiniteSentinel()
+    watched, bare = _state_after(sentinel, mode), _state_after(None, mode)
+    assert (sentinel.findings[0].module, sentinel.findings[0].step) == ("fault", 1)
+    assert watched.keys() == bare.keys()
+    for name in bare:
+        assert torch.equal(watched[name], bare[name]) or (
+            torch.isnan(watched[name]).any() and torch.allclose(watched[name], bare[name], equal_nan=True, rtol=0)
+        ), name
+
+
+class Holder(torch.nn.Module):
+    """What a LightningModule is to its loop: the model given to the Tracker, whose own forward is never called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = Net()
+
+
+def test_when_the_model_given_is_not_the_one_called_the_modules_it_calls_are_watched_from_the_next_step():
+    torch.manual_seed(0)
+    holder = Holder()
+    sentinel = NonFiniteSentinel()
+    with pytest.warns(LooptrackWarning, match="module 'net.fault'"):
+        with Tracker(holder, callbacks=[sentinel], writer="memory") as tracker:
+            _train(holder.net, tracker, steps=4, fault_at=2)
+    assert (sentinel.findings[0].module, sentinel.findings[0].step, sentinel.findings[0].direction) == (
+        "net.fault",
+        2,
+        "forward",
+    )
 
 
 def _largest_input_at(net: Net, module: torch.nn.Module, step: int) -> list[float]:
@@ -264,8 +340,8 @@ class Deep(torch.nn.Module):
         return self.head(torch.relu(self.block(self.pre(x))))
 
 
-def _first_finding(net: torch.nn.Module, **train: Any) -> Any:
-    sentinel = NonFiniteSentinel()
+def _first_finding(net: torch.nn.Module, every_n_steps: int = 1, **train: Any) -> Any:
+    sentinel = NonFiniteSentinel(every_n_steps=every_n_steps)
     with pytest.warns(LooptrackWarning, match="NonFiniteSentinel"):
         with Tracker(net, callbacks=[sentinel], writer="memory") as tracker:
             _train(net, tracker, steps=4, **train)
@@ -291,22 +367,31 @@ class LogInPlace(torch.nn.Module):
 
 
 class WithTeacher(Net):
-    """A frozen part run under no_grad inside the forward, its last module in-place."""
+    """A frozen part run under no_grad inside the forward, its last module in-place; its output is added to the
+    result (``uses_teacher``) or thrown away."""
 
-    def __init__(self) -> None:
+    def __init__(self, uses_teacher: bool) -> None:
         super().__init__()
         self.teacher = torch.nn.Sequential(torch.nn.Linear(8, 8), LogInPlace())
         self.teacher.requires_grad_(False)
+        self.uses_teacher = uses_teacher
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            self.teacher(x - 10)
-        return super().forward(x)
+            taught = self.teacher(x - 10)
+        out = super().forward(x)
+        return out + taught[:, :3] if self.uses_teacher else out
 
 
-def test_an_in_place_module_is_measured_after_it_ran_also_without_gradients():
+@pytest.mark.parametrize(
+    ("every_n_steps", "uses_teacher"),
+    [(1, True), (2, True), (2, False)],
+    ids=["checked-whole", "measured", "measured-output-unused"],
+)
+def test_an_in_place_module_is_measured_after_it_ran_also_without_gradients(every_n_steps, uses_teacher):
+    """Checking steps whole sees what reaches the gradients; measuring every call also sees a NaN thrown away."""
     torch.manual_seed(0)
-    finding = _first_finding(WithTeacher())
+    finding = _first_finding(WithTeacher(uses_teacher), every_n_steps=every_n_steps)
     assert (finding.module, finding.type_name, finding.direction, finding.produced) == (
         "teacher.1",
         "LogInPlace",
@@ -394,7 +479,7 @@ def test_validation_forwards_are_not_measured():
 
 def test_without_a_model_it_says_it_checks_nothing():
     sentinel = NonFiniteSentinel()
-    with pytest.warns(LooptrackWarning, match=r"NonFiniteSentinel: no selected module ran .*Tracker\(net"):
+    with pytest.warns(LooptrackWarning, match=r"NonFiniteSentinel: no call of the model was seen .*Tracker\(net"):
         with Tracker(callbacks=[sentinel], writer="memory") as tracker:
             tracker.train_step(lambda x, y: torch.tensor(float("nan")))(*_batches(1)[0])
     assert sentinel.findings == []

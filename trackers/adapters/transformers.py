@@ -58,7 +58,8 @@ def attach_transformers(tracker: Any, trainer: Any, val_loss_key: str | None = N
     its epoch; ``evaluate()`` after ``train()`` is a validation pass of the
     run, ``predict()`` a test pass (``test/loss``, the Trainer's
     ``test_loss``). ``train()``'s end flushes; the run ends at
-    ``tracker.close()`` or the end of the process.
+    ``tracker.close()`` or the end of the process; an exception out of
+    ``train()`` ends it.
     """
     transformers = require("transformers")
     tracker.state.loop = "transformers"
@@ -76,6 +77,7 @@ def attach_transformers(tracker: Any, trainer: Any, val_loss_key: str | None = N
     original_training_step = trainer.training_step
     original_prediction_step = trainer.prediction_step
     original_predict = trainer.predict
+    original_train = trainer.train
 
     @functools.wraps(original_training_step)
     def training_step(model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
@@ -111,9 +113,19 @@ def attach_transformers(tracker: Any, trainer: Any, val_loss_key: str | None = N
         tracker.validation_start("test")
         return original_predict(*args, **kwargs)
 
+    @functools.wraps(original_train)
+    def train(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original_train(*args, **kwargs)
+        except Exception as error:  # as the ignite and Lightning adapters: an exception out of train() ends the run
+            tracker.fail(error)
+            tracker.close()
+            raise
+
     trainer.training_step = training_step
     trainer.prediction_step = prediction_step
     trainer.predict = predict
+    trainer.train = train
 
     base: Any = transformers.TrainerCallback
 

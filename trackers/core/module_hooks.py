@@ -75,7 +75,8 @@ class ModuleHooks:
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The bare model inside ``DistributedDataParallel``, FSDP1 (``.module``) and ``torch.compile`` (``._orig_mod``).
 
-    FSDP2's ``fully_shard`` and DeepSpeed-style in-place wrappers keep the model's own class and names.
+    FSDP2's ``fully_shard`` and DeepSpeed-style in-place wrappers keep the model's names (``fully_shard`` swaps
+    each sharded module's class for a subclass ``FSDP<Name>``: :func:`type_name` gives ``<Name>``).
     """
     while True:
         if type(model).__name__ == "OptimizedModule":  # torch.compile's wrapper
@@ -87,6 +88,22 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
         if not isinstance(inner, torch.nn.Module):
             return model
         model = inner
+
+
+def type_name(module: torch.nn.Module) -> str:
+    """The module's class name as the user wrote it: ``Linear`` also for FSDP2's ``FSDPLinear``.
+
+    >>> type_name(torch.nn.Linear(2, 2))
+    'Linear'
+    """
+    cls = type(module)
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch built without distributed
+        return cls.__name__
+    if isinstance(module, FSDPModule):
+        return next(base.__name__ for base in cls.__mro__[1:] if not issubclass(base, FSDPModule))
+    return cls.__name__
 
 
 def _wraps_in_module(model: torch.nn.Module) -> bool:
