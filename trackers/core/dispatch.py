@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from trackers.core.callback import EVENTS, STEP_EVENTS, Callback
@@ -38,16 +38,24 @@ def reads_outputs(callback: Callback) -> bool:
     return bool(getattr(callback, "reads_outputs", True))
 
 
-def _any_fires(receivers: Sequence[tuple[Callback, bool]], step_index: int) -> bool:
-    for callback, cadenced in receivers:
+Receiver = tuple[Callback, Callable[..., Any], bool]
+"""A callback that implements an event, its hook for it (bound once) and whether its ``every`` applies there."""
+
+
+def _receiver(callback: Callback, event: str) -> Receiver:
+    return callback, getattr(callback, event), event in STEP_EVENTS and not _every_step(callback, event)
+
+
+def _any_fires(receivers: Sequence[Receiver], step_index: int) -> bool:
+    for callback, _, cadenced in receivers:
         every = callback.every if cadenced else None
         if every is None or every.fires(step_index):
             return True
     return False
 
 
-def _any_every_step(receivers: Sequence[tuple[Callback, bool]]) -> bool:
-    return any(not cadenced or callback.every is None for callback, cadenced in receivers)
+def _any_every_step(receivers: Sequence[Receiver]) -> bool:
+    return any(not cadenced or callback.every is None for callback, _, cadenced in receivers)
 
 
 class CallbackList:
@@ -70,16 +78,11 @@ class CallbackList:
         self.strict = strict
         self.failures: dict[tuple[str, str], int] = {}
         self._reporter = OnceReporter()
-        self._by_event: dict[str, Sequence[tuple[Callback, bool]]] = {
-            event: tuple(
-                (cb, event in STEP_EVENTS and not _every_step(cb, event))
-                for cb in self.callbacks
-                if overrides(cb, event)
-            )
-            for event in EVENTS
+        self._by_event: dict[str, Sequence[Receiver]] = {
+            event: tuple(_receiver(cb, event) for cb in self.callbacks if overrides(cb, event)) for event in EVENTS
         }
         self._outputs_readers = {
-            event: tuple((cb, cadenced) for cb, cadenced in self._by_event[event] if reads_outputs(cb))
+            event: tuple(receiver for receiver in self._by_event[event] if reads_outputs(receiver[0]))
             for event in BATCH_END_EVENTS
         }
 
@@ -119,14 +122,17 @@ class CallbackList:
         return requests
 
     def call(self, event: str, state: RunState, *args: Any) -> None:
-        """Call ``event`` on each callback implementing it; a step hook only where the callback's ``every`` fires."""
-        for callback, cadenced in self._by_event[event]:
+        """Call ``event`` on each callback implementing it; a step hook only where the callback's ``every`` fires.
+
+        The hooks were looked up when the list was made (the callbacks of a run are fixed then).
+        """
+        for callback, hook, cadenced in self._by_event[event]:
             if cadenced:
                 every = callback.every
                 if every is not None and not every.fires(state.step_index):
                     continue
             try:
-                getattr(callback, event)(state, *args)
+                hook(state, *args)
             except Exception as error:
                 from trackers.errors import NonFiniteError  # only on this (rare) path
 

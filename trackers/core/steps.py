@@ -60,9 +60,11 @@ def split_result(result: Any) -> tuple[Any, Any, Any, bool]:
     ``ModelOutput``) gives its loss and logits; a tuple or list starting
     with a scalar is ``(loss, outputs, targets)``; ``None`` carries nothing.
     """
+    if isinstance(result, torch.Tensor):  # the usual step returns its loss
+        return result, None, None, True
     if result is None:
         return None, None, None, True
-    if isinstance(result, (torch.Tensor, int, float)) and not isinstance(result, bool):
+    if isinstance(result, (int, float)) and not isinstance(result, bool):
         return result, None, None, True
     if isinstance(result, Mapping):
         outputs = result.get("outputs", result.get("logits", result.get("y_pred")))

@@ -841,20 +841,28 @@ class Tracker:
                     self._step_depth -= 1
                 resumed = perf_counter_ns()
                 cost.depth = 1
-                loss, outputs, targets, understood = split_result(result)
-                if not understood:
-                    self._reporter.warn(
-                        ("result", name),
-                        f"{name} returned a {type(result).__name__}; return the loss tensor or a dict "
-                        "like {'loss': loss, 'outputs': logits} so callbacks can see them",
-                    )
-                self._batch_end(batch, loss, outputs, targets, None, None)
+                if isinstance(result, torch.Tensor):  # the usual step returns its loss: nothing to take apart
+                    self._batch_end(batch, result, None, None, None, None)
+                else:
+                    self._end_with_result(batch, result, name)
                 cost.add_batch(start, paused, resumed, perf_counter_ns(), validation)
             finally:
                 cost.depth = 0
             return result
 
         return tracked_step  # type: ignore[return-value]
+
+    def _end_with_result(self, batch: BatchRecord, result: Any, name: str) -> None:
+        """End a decorated step's batch with what ``name`` returned when it is not a tensor (see ``split_result``)."""
+        loss, outputs, targets, understood = split_result(result)
+        if not understood:
+            self._reporter.warn(
+                ("result", name),
+                f"{name} returned a {type(result).__name__}; return the loss tensor or a dict "
+                "like {'loss': loss, 'outputs': logits} so callbacks can see them",
+                stacklevel=4,
+            )
+        self._batch_end(batch, loss, outputs, targets, None, None)
 
     def _untracked_call(self, fn: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run a decorated step after the run closed, or inside another tracked step: said once, not tracked."""
