@@ -12,6 +12,23 @@ from trackers import Tracker
 EPOCHS, TRAIN_BATCHES, VAL_BATCHES, BATCH = 2, 3, 2, 8
 
 
+def lightning_trainer(**overrides):
+    """A quiet ``lightning.pytorch.Trainer`` on one CPU (no logger, checkpoints, progress bar or summary)."""
+    import lightning.pytorch as pl
+
+    options = dict(
+        max_epochs=EPOCHS,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
+    options.update(overrides)
+    return pl.Trainer(**options)
+
+
 def data() -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[tuple[torch.Tensor, torch.Tensor]]]:
     generator = torch.Generator().manual_seed(0)
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from helpers import FaultyNet  # tests/, this script's directory
 from torch.distributed.fsdp import fully_shard
 
 from callbacks import ActivationStats, GradientStats, NonFiniteSentinel
@@ -30,34 +31,6 @@ LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
 
 ACTIVATION_STEPS = 4
 ACTIVATION_EVERY = 2  # logs at steps 1 and 3
-
-
-class Fault(torch.nn.Module):
-    """Passes its input on until told to fail, as in test_nonfinite.py: ``"forward"`` returns log(-|x| - 1), NaN;
-    ``"backward"`` adds sqrt(x * 0), zero in the forward, whose gradient is inf * 0 = NaN."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.mode: str | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "forward":
-            return torch.log(-x.abs() - 1)
-        if self.mode == "backward":
-            return x + torch.sqrt(x * 0)
-        return x
-
-
-class FaultyMLP(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1 = torch.nn.Linear(8, 16)
-        self.fault = Fault()
-        self.act = torch.nn.ReLU()
-        self.fc2 = torch.nn.Linear(16, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fault(self.fc1(x))))
 
 
 def shard(net: torch.nn.Module, layers: Sequence[str]) -> torch.nn.Module:
@@ -152,7 +125,7 @@ def activations(rank: int, log_dir: Path) -> dict[str, Any]:
 def nonfinite(mode: str, faulty_rank: int, fault_at: int, every: int) -> Callable[[int, Path], dict[str, Any]]:
     def run(rank: int, log_dir: Path) -> dict[str, Any]:
         torch.manual_seed(0)
-        net = shard(FaultyMLP(), ("fc1", "fc2"))
+        net = shard(FaultyNet(), ("fc1", "fc2"))
         optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
         sentinel = NonFiniteSentinel(every_n_steps=every)
         generator = torch.Generator().manual_seed(rank)

@@ -20,6 +20,36 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 Step = Callable[[torch.Tensor, torch.Tensor], Any]
 
 
+class Fault(torch.nn.Module):
+    """Passes its input on until told to fail: ``"forward"`` returns log(-|x| - 1), NaN; ``"backward"`` adds
+    sqrt(x * 0), zero in the forward, whose gradient is inf * 0 = NaN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mode: str | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "forward":
+            return torch.log(-x.abs() - 1)
+        if self.mode == "backward":
+            return x + torch.sqrt(x * 0)
+        return x
+
+
+class FaultyNet(torch.nn.Module):
+    """8 -> 16 -> 3 with a :class:`Fault` after the first layer, then a ReLU (in-place if asked)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.fc1 = torch.nn.Linear(8, 16)
+        self.fault = Fault()
+        self.act = torch.nn.ReLU(inplace=inplace)
+        self.fc2 = torch.nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fault(self.fc1(x))))
+
+
 def fashion_batches(data: SyntheticFashionMNIST, n: int, batch_size: int, start: int = 0) -> list[Batch]:
     """``n`` consecutive ``(images, labels)`` batches of ``data`` from index ``start``."""
     return [

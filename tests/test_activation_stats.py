@@ -296,7 +296,7 @@ def test_compiled_models_log_what_eager_ones_do():
 def test_lightning_logs_what_the_decorator_logs_without_the_validation_forwards():
     pl = pytest.importorskip("lightning.pytorch")
     import torch.nn.functional as F
-    from adapter_runs import EPOCHS, data, loader, tiny_net
+    from adapter_runs import EPOCHS, data, lightning_trainer, loader, tiny_net
 
     train, val = data()
     net = tiny_net()
@@ -323,16 +323,7 @@ def test_lightning_logs_what_the_decorator_logs_without_the_validation_forwards(
     module = Lit()
     lightning = MemoryWriter()
     tracker = Tracker(module, callbacks=[ActivationStats(every_n_steps=2)], writer=lightning)
-    trainer = pl.Trainer(
-        max_epochs=EPOCHS,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-        num_sanity_val_steps=2,
-    )
+    trainer = lightning_trainer(num_sanity_val_steps=2)
     tracker.attach(trainer)
     trainer.fit(module, loader(train), loader(val))
     tracker.close()

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from adapter_runs import EPOCHS, callbacks, data, decorator_run, loader, tiny_net, values, written
+from adapter_runs import callbacks, data, decorator_run, lightning_trainer, loader, tiny_net, values, written
 
 from trackers import Tracker
 
@@ -36,18 +36,7 @@ class Lit(pl.LightningModule):
 
 
 def _trainer(**overrides):
-    options = dict(
-        max_epochs=EPOCHS,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-        num_sanity_val_steps=2,
-    )
-    options.update(overrides)
-    return pl.Trainer(**options)
+    return lightning_trainer(**{"num_sanity_val_steps": 2, **overrides})
 
 
 def test_lightning_run_equals_the_decorator_run(tmp_path):

@@ -21,6 +21,7 @@ from adapter_runs import (
     data,
     dataset,
     decorator_run,
+    lightning_trainer,
     loader,
     tiny_net,
 )
@@ -67,16 +68,7 @@ def lightning_loop(log_dir) -> RecordingCallback:
     module = LitTiny()
     cbs, recorder = callbacks()
     tracker = Tracker(module, callbacks=cbs, writer=str(log_dir))
-    trainer = pl.Trainer(
-        max_epochs=EPOCHS,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-        num_sanity_val_steps=0,
-    )
+    trainer = lightning_trainer(num_sanity_val_steps=0)
     tracker.attach(trainer)
     train, val = data()
     trainer.fit(module, loader(train), loader(val))

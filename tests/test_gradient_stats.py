@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from adapter_runs import lightning_trainer
 from conftest import TinyNet, load_run, make_batches
 from helpers import train_tutorial
 
@@ -345,16 +346,7 @@ def test_lightning_logs_the_gradients_of_the_step_after_its_clipping():
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     module = Lit()
-    trainer = pl.Trainer(
-        max_steps=3,
-        gradient_clip_val=0.05,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-    )
+    trainer = lightning_trainer(max_epochs=None, max_steps=3, gradient_clip_val=0.05)
     writer = MemoryWriter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Lightning's advice on workers

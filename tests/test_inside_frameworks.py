@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from adapter_runs import EPOCHS, TRAIN_BATCHES, data, loader
+from adapter_runs import EPOCHS, TRAIN_BATCHES, data, lightning_trainer, loader
 from conftest import load_run
 
 from callbacks import ActivationStats, LossLogger, NonFiniteSentinel
@@ -324,15 +324,7 @@ def test_lightning_nonfinite_sentinel_names_the_module_at_the_step(tmp_path, mod
     module = LitMlp(Fault(mode))
     cbs, sentinel = sentinel_callbacks(action)
     tracker = Tracker(module, callbacks=cbs, writer=str(tmp_path))
-    trainer = pl.Trainer(
-        max_epochs=EPOCHS,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-    )
+    trainer = lightning_trainer()
     tracker.attach(trainer)
     train, val = data()
     error = None

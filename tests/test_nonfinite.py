@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import fashion_batches, train_tutorial
+from helpers import Fault, FaultyNet, fashion_batches, train_tutorial
 
 from callbacks import Callback, NonFiniteSentinel
 from trackers import CallbackError, LoggingError, LooptrackWarning, MemoryWriter, NonFiniteError, Tracker
@@ -17,34 +17,6 @@ from trackers.core.dispatch import CallbackList
 from trackers.core.state import BatchRecord, RunState
 from trackers.tools.demo import SyntheticFashionMNIST, TutorialNet, tutorial_step
 from trackers.tools.syncs import SyncCounter
-
-
-class Fault(torch.nn.Module):
-    """Passes its input on until told to fail: ``"forward"`` returns log(-|x| - 1), NaN; ``"backward"`` adds
-    sqrt(x * 0), zero in the forward, whose gradient is inf * 0 = NaN."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.mode: str | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "forward":
-            return torch.log(-x.abs() - 1)
-        if self.mode == "backward":
-            return x + torch.sqrt(x * 0)
-        return x
-
-
-class Net(torch.nn.Module):
-    def __init__(self, inplace: bool = False) -> None:
-        super().__init__()
-        self.fc1 = torch.nn.Linear(8, 16)
-        self.fault = Fault()
-        self.act = torch.nn.ReLU(inplace=inplace)
-        self.fc2 = torch.nn.Linear(16, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fault(self.fc1(x))))
 
 
 def _batches(n: int, nan_at: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -58,7 +30,7 @@ def _batches(n: int, nan_at: int | None = None) -> list[tuple[torch.Tensor, torc
 
 
 def _train(
-    net: Net,
+    net: FaultyNet,
     tracker: Tracker,
     *,
     steps: int = 8,
@@ -89,7 +61,7 @@ def _train(
 @pytest.mark.parametrize("mode", ["forward", "backward"])
 def test_a_compiled_model_is_checked_whole_and_its_faulty_step_run_again_eagerly(mode):
     torch.manual_seed(0)
-    net = Net()
+    net = FaultyNet()
     model = torch.compile(net, backend="aot_eager")
     sentinel = NonFiniteSentinel()
     with pytest.warns(
@@ -101,7 +73,7 @@ def test_a_compiled_model_is_checked_whole_and_its_faulty_step_run_again_eagerly
     assert (first.module, first.step, first.direction, first.produced) == ("fault", 2, mode, True)
 
 
-class Dropped(Net):
+class Dropped(FaultyNet):
     """Net with BatchNorm (running statistics) and Dropout (random numbers) before the fault."""
 
     def __init__(self) -> None:
@@ -142,7 +114,7 @@ class Holder(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = Net()
+        self.net = FaultyNet()
 
 
 def test_when_the_model_given_is_not_the_one_called_the_modules_it_calls_are_watched_from_the_next_step():
@@ -159,7 +131,7 @@ def test_when_the_model_given_is_not_the_one_called_the_modules_it_calls_are_wat
     )
 
 
-def _largest_input_at(net: Net, module: torch.nn.Module, step: int) -> list[float]:
+def _largest_input_at(net: FaultyNet, module: torch.nn.Module, step: int) -> list[float]:
     """Records the largest |input| of ``module`` at the ``step``-th forward call (filled while training)."""
     seen: list[float] = []
     calls = [0]
@@ -182,7 +154,7 @@ def _texts(writer: MemoryWriter) -> list[Any]:
 @pytest.mark.parametrize("every_n_steps", [1, 5])
 def test_a_forward_nan_is_named_at_its_step_with_dtype_and_input_magnitude(every_n_steps):
     torch.manual_seed(0)
-    net, writer = Net(), MemoryWriter()
+    net, writer = FaultyNet(), MemoryWriter()
     sentinel = NonFiniteSentinel(every_n_steps=every_n_steps)
     largest = _largest_input_at(net, net.fault, step=3)
     with pytest.warns(LooptrackWarning) as caught:
@@ -205,7 +177,7 @@ def test_a_forward_nan_is_named_at_its_step_with_dtype_and_input_magnitude(every
 @pytest.mark.parametrize("inplace", [False, True])
 def test_a_backward_only_nan_is_named_with_direction_backward(inplace):
     torch.manual_seed(0)
-    net = Net(inplace=inplace)  # an in-place ReLU after the fault does not move the blame onto it
+    net = FaultyNet(inplace=inplace)  # an in-place ReLU after the fault does not move the blame onto it
     sentinel = NonFiniteSentinel()
     largest = _largest_input_at(net, net.fault, step=2)
     with pytest.warns(LooptrackWarning, match=r"backward of module 'fault' \(Fault\) at step 2"):
@@ -223,7 +195,7 @@ def test_a_backward_only_nan_is_named_with_direction_backward(inplace):
 @pytest.mark.parametrize("mode", ["forward", "backward"])
 def test_raise_stops_the_loop_at_that_step_whatever_strict(strict, mode):
     torch.manual_seed(0)
-    net = Net()
+    net = FaultyNet()
     tracker = Tracker(net, callbacks=[NonFiniteSentinel(action="raise")], writer=MemoryWriter(), strict=strict)
     with pytest.raises(NonFiniteError) as raised:
         with tracker:
@@ -283,7 +255,7 @@ def test_no_sync_on_the_steps_it_does_not_check_and_one_read_back_on_those_it_do
 
 def test_a_nan_inside_a_window_is_found_at_its_end_and_named_with_its_own_step():
     torch.manual_seed(0)
-    net = Net()
+    net = FaultyNet()
     sentinel = NonFiniteSentinel(every_n_steps=5, action="raise")
     counts = []
     tracker = Tracker(net, callbacks=[sentinel], writer="memory")
@@ -366,7 +338,7 @@ class LogInPlace(torch.nn.Module):
         return x.log_()
 
 
-class WithTeacher(Net):
+class WithTeacher(FaultyNet):
     """A frozen part run under no_grad inside the forward, its last module in-place; its output is added to the
     result (``uses_teacher``) or thrown away."""
 
@@ -400,7 +372,7 @@ def test_an_in_place_module_is_measured_after_it_ran_also_without_gradients(ever
     )
 
 
-class ScaledInPlace(Net):
+class ScaledInPlace(FaultyNet):
     """Code between two modules that overflows their activation in place."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -416,7 +388,7 @@ def test_an_in_place_change_between_modules_is_not_blamed_on_the_next_module():
     assert "code between modules" in finding.describe()
 
 
-class KeywordNet(Net):
+class KeywordNet(FaultyNet):
     """Calls the fault with a keyword argument, which module hooks do not see."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -447,7 +419,7 @@ def test_a_module_whose_own_code_produced_it_is_named_not_its_child():
 
 def test_nan_in_the_batch_is_said_to_come_from_the_batch():
     torch.manual_seed(0)
-    finding = _first_finding(Net(), nan_at=1)
+    finding = _first_finding(FaultyNet(), nan_at=1)
     assert (finding.module, finding.step, finding.direction, finding.produced) == ("fc1", 1, "forward", False)
     assert finding.input_magnitude is None
     assert "came from the batch" in finding.describe() and "torch.isfinite(inputs)" in finding.describe()
@@ -459,14 +431,14 @@ def test_a_nan_gradient_from_the_loss_is_said_to_come_from_the_loss():
     def log_of_zero(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # forward -inf, gradient NaN
         return F.cross_entropy(outputs, labels) + torch.log(outputs.sum() * 0)
 
-    finding = _first_finding(Net(), loss_fn=log_of_zero)
+    finding = _first_finding(FaultyNet(), loss_fn=log_of_zero)
     assert (finding.module, finding.step, finding.direction, finding.produced) == ("fc2", 0, "backward", False)
     assert "came from the loss" in finding.describe()
 
 
 def test_validation_forwards_are_not_measured():
     torch.manual_seed(0)
-    net = Net()
+    net = FaultyNet()
     sentinel = NonFiniteSentinel()
     with Tracker(net, callbacks=[sentinel], writer="memory") as tracker:
         _train(net, tracker, steps=2)
@@ -518,7 +490,8 @@ def test_arguments_are_checked_and_the_registry_knows_it():
     with pytest.raises(TypeError, match="include must be a list of glob patterns"):
         NonFiniteSentinel(include="fc*")
     tracker = Tracker.from_config(
-        {"writer": "memory", "callbacks": [{"nonfinite_sentinel": {"action": "raise", "every_n_steps": 3}}]}, Net()
+        {"writer": "memory", "callbacks": [{"nonfinite_sentinel": {"action": "raise", "every_n_steps": 3}}]},
+        FaultyNet(),
     )
     assert repr(tracker.callbacks.callbacks[0]) == "NonFiniteSentinel(action='raise', every_n_steps=3)"
     tracker.close()

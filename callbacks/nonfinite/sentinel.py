@@ -101,6 +101,7 @@ class NonFiniteSentinel(Callback):
         self._capture = CallCapture(on_gradient=self._queue_check)
         self._model: torch.nn.Module | None = None
         self._parameters: list[torch.nn.Parameter] = []
+        self._sharded = False
         self._check_queued = False
         self._nonfinite_before = False  # whether the last backward pass checked was non-finite
         self._step = -1
@@ -127,6 +128,7 @@ class NonFiniteSentinel(Callback):
             return
         self._model = state.model
         self._parameters = [p for p in unwrap(state.model).parameters() if p.requires_grad]
+        self._sharded = any(hasattr(p, "to_local") for p in self._parameters)  # FSDP2's fully_shard
         self._capture.watch([state.model])
 
     @override
@@ -188,7 +190,8 @@ class NonFiniteSentinel(Callback):
         """One read-back: whether the parameters' gradients and those at the kept calls' outputs are all finite."""
         gradients = [p.grad for p in self._parameters if p.grad is not None]
         gradients += [gradient for call in calls for gradient in call.gradients.values()]
-        gradients = [g.to_local() if hasattr(g, "to_local") else g for g in gradients]  # a DTensor: this rank's
+        if self._sharded:  # DTensor gradients: this rank's shards
+            gradients = [g.to_local() if hasattr(g, "to_local") else g for g in gradients]
         return all_finite([g for g in gradients if g.layout == torch.strided])
 
     def _replay(self, calls: list[Any]) -> NonFiniteFinding:
